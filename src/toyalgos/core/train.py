@@ -1,0 +1,174 @@
+"""The one training loop every topic uses.
+
+It is deliberately small: draw a batch, compute ``loss_fn(batch)``, step the optimiser,
+record the loss. What a topic trains (a denoiser, a language model, a CTR model) lives in
+its ``loss_fn``; the loop knows nothing about it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+Batch = Any
+DataSource = torch.Tensor | tuple[torch.Tensor, ...] | Callable[[], Batch] | Iterable[Batch]
+
+_OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+
+def make_optimizer(
+    params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """``'adam'``, ``'adamw'`` or ``'sgd'`` (with momentum 0.9) over ``params``."""
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
+    kwargs: dict[str, float] = {"lr": lr, "weight_decay": weight_decay}
+    if name == "sgd":
+        kwargs["momentum"] = 0.9
+    params = list(params)
+    try:  # one fused kernel per step instead of a Python loop over tensors (torch >= 2.4 on CPU)
+        return _OPTIMIZERS[name](params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return _OPTIMIZERS[name](params, foreach=True, **kwargs)
+
+
+def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule.
+
+    ``'constant'`` keeps 1; ``'cosine'`` decays from 1 to 0 over the steps after warm-up.
+    """
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+
+
+def _batches(
+    data: DataSource, batch_size: int, generator: torch.Generator | None, device: torch.device
+) -> Iterator[Batch]:
+    """Endless stream of batches from a tensor (or tuple of tensors), a callable or an iterable."""
+    if isinstance(data, torch.Tensor):
+        data = (data,)
+    if isinstance(data, tuple) and all(isinstance(d, torch.Tensor) for d in data):
+        n = data[0].shape[0]
+        if any(d.shape[0] != n for d in data):
+            raise ValueError(f"tensors must share their first dimension, got {[len(d) for d in data]}")
+        data = tuple(d.to(device) for d in data)
+        while True:
+            idx = torch.randint(n, (batch_size,), generator=generator).to(device)
+            picked = tuple(d[idx] for d in data)
+            yield picked[0] if len(picked) == 1 else picked
+    elif callable(data):
+        while True:
+            yield data()
+    elif isinstance(data, Iterable):
+        while True:
+            empty = True
+            for batch in data:
+                empty = False
+                yield batch
+            if empty:
+                raise ValueError("data is an empty iterable")
+    else:
+        raise TypeError(
+            "data must be a tensor, a tuple of tensors, a callable returning a batch or an "
+            f"iterable of batches, got {type(data).__name__}"
+        )
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    data: DataSource,
+    *,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    lr_schedule: str = "constant",
+    warmup: int = 0,
+    grad_clip: float | None = None,
+    ema_decay: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> np.ndarray:
+    """Minimise ``loss_fn`` over ``model``'s parameters for ``steps`` optimiser steps.
+
+    Args:
+        model: the module whose parameters are optimised (``loss_fn`` calls it).
+        loss_fn: called as ``loss_fn(batch)``, or ``loss_fn(*batch)`` when the batch is a
+            tuple; returns a scalar tensor.
+        data: a tensor or tuple of tensors (minibatches of ``batch_size`` rows drawn with
+            replacement using ``generator``), a zero-argument callable returning a fresh batch,
+            or an iterable of batches (cycled).
+        steps: number of optimiser steps.
+        optimizer: ``'adam'``, ``'adamw'`` or ``'sgd'``.
+        lr_schedule: ``'constant'`` or ``'cosine'`` (to zero), after ``warmup`` linear steps.
+        grad_clip: clip the global gradient norm to this value, if given.
+        ema_decay: if given, keep an exponential moving average of the parameters,
+            theta_ema <- d theta_ema + (1 - d) theta after every step (as DDPM does), and load it
+            into ``model`` when training ends.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The loss at every step, shape ``(steps,)``.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if ema_decay is not None and not 0 < ema_decay < 1:
+        raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
+    lr_factor(0, steps, lr_schedule)  # validates the schedule name early
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    device = params[0].device
+    opt = make_optimizer(params, optimizer, lr, weight_decay)
+    batches = _batches(data, batch_size, generator, device)
+    ema = [p.detach().clone() for p in params] if ema_decay is not None else None
+    losses = np.empty(steps)
+    model.train()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_factor(step, steps, lr_schedule, warmup)
+        batch = next(batches)
+        loss = loss_fn(*batch) if isinstance(batch, tuple) else loss_fn(batch)
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1.0 - ema_decay)
+        losses[step] = loss.item()
+        if progress and (step % max(1, steps // 50) == 0 or step == steps - 1):
+            bar.set_postfix(loss=f"{losses[max(0, step - 49) : step + 1].mean():.4f}")
+    if ema is not None:
+        with torch.no_grad():
+            for p, avg in zip(params, ema, strict=True):
+                p.copy_(avg)
+    model.eval()
+    return losses
