@@ -1,0 +1,72 @@
+"""The repository's own promises: the two dependency lists agree, the notebooks are stored clean."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _pyproject_requirements() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+
+
+def _conda_pip_requirements() -> tuple[set[str], list]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1, "environment.yml must have exactly one pip: section"
+    return set(pip_lists[0]) - {"-e ."}, env["dependencies"]
+
+
+def test_environment_yml_matches_pyproject():
+    pip_reqs, conda_deps = _conda_pip_requirements()
+    reqs = _pyproject_requirements()
+    assert pip_reqs == reqs, (
+        f"only in environment.yml: {sorted(pip_reqs - reqs)}; "
+        f"only in pyproject.toml: {sorted(reqs - pip_reqs)}"
+    )
+    assert "-e ." in next(d["pip"] for d in conda_deps if isinstance(d, dict)), (
+        "environment.yml must install the package"
+    )
+    assert any(str(d).startswith("python=3.11") for d in conda_deps)
+
+
+def test_runtime_dependencies_are_the_design_set():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~ \[]", r)[0] for r in project["dependencies"]}
+    assert {"torch", "numpy", "matplotlib", "tqdm", "scikit-learn", "jupyterlab", "nbval"} <= names
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ holds no notebook"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_clean(path: Path):
+    assert re.fullmatch(r"\d\d[a-z]?_[a-z0-9_]+\.ipynb", path.name), f"{path.name}: expected NN_topic.ipynb"
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    src = ["".join(c["source"]) for c in code]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# "), (
+        f"{path.name}: the first cell must be the markdown title"
+    )
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected one code cell tagged 'parameters', found {len(tagged)}"
+    assert any(re.search(r"^\s*assert\b", s, re.M) for s in src), f"{path.name}: no assert checks a claim"
+    counts = [c.get("execution_count") for c in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{path.name}: store it fully executed from a fresh kernel, in order (counts {counts})"
+    )
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: a stored output is an error: {errors[0].get('ename')}"
+    size_mb = path.stat().st_size / 2**20
+    assert size_mb < 2.0, f"{path.name}: {size_mb:.1f} MB stored; keep figures small (dpi about 80)"
