@@ -1,0 +1,186 @@
+"""A synthetic ad-impression log whose true click probability is known.
+
+Real click logs never reveal p(click | impression): a label is one Bernoulli draw of it. Here
+the probability is written down, so every model can be measured against the best any model
+could do (the Bayes-optimal AUC and log loss of ``true_ctr`` itself).
+
+The true logit has the parts CTR models are built to capture:
+
+    logit = b + sum_f w_f[x_f]                      first-order (LR)
+              + sum_{(f, g) in PAIRS} <u_f[x_f], u_g[x_g]>   pairwise field interactions (FM)
+              + h(dense)                            a non-linear term in the dense features (DNN)
+
+Categorical values are drawn with Zipf-like (power-law) frequencies, as user and item ids
+are in practice; the item's category is a function of the item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+SPARSE_FIELDS = ("user", "item", "category", "site", "position", "device", "hour")
+DENSE_FIELDS = ("log_price", "user_activity")
+PAIRS = (("user", "category"), ("hour", "category"), ("device", "position"))
+
+
+@dataclass(frozen=True)
+class ClickLog:
+    """Impressions: categorical fields (label-encoded), dense features, bids, labels and the truth."""
+
+    sparse: torch.Tensor  # (n, F) int64, column f in [0, cardinalities[f])
+    dense: torch.Tensor  # (n, D) float32, standardised
+    bid: torch.Tensor  # (n,) float32, cost per click the advertiser offers
+    labels: torch.Tensor  # (n,) float32 in {0, 1}
+    true_ctr: torch.Tensor  # (n,) float32, the probability the label was drawn from
+    field_names: tuple[str, ...] = SPARSE_FIELDS
+    dense_names: tuple[str, ...] = DENSE_FIELDS
+    cardinalities: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitem__(self, idx: slice | torch.Tensor) -> ClickLog:
+        """Rows ``idx`` (a slice, index tensor or boolean mask) as a new log."""
+        return replace(
+            self, **{f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name in _ROW_FIELDS}
+        )
+
+    def column(self, name: str) -> torch.Tensor:
+        """One categorical field by name, e.g. ``log.column('user')`` for group AUC."""
+        if name not in self.field_names:
+            raise ValueError(f"unknown field {name!r}; fields are {self.field_names}")
+        return self.sparse[:, self.field_names.index(name)]
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a model sees: ``(sparse, dense)``."""
+        return self.sparse, self.dense
+
+
+_ROW_FIELDS = ("sparse", "dense", "bid", "labels", "true_ctr")
+
+
+def _zipf_probs(k: int, exponent: float) -> torch.Tensor:
+    p = 1.0 / torch.arange(1, k + 1, dtype=torch.float64) ** exponent
+    return p / p.sum()
+
+
+class ClickModel:
+    """The ground truth: field vocabularies, their frequencies, and the true logit's parameters.
+
+    ``cardinalities`` maps each field of ``SPARSE_FIELDS`` to its number of values (the
+    category field's size is ``n_categories``). ``interaction_scale`` sets the std of the
+    pairwise terms, ``nonlinear_scale`` that of h(dense); ``bias`` sets the base CTR.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        n_users: int = 100,
+        n_items: int = 100,
+        n_categories: int = 20,
+        n_sites: int = 50,
+        zipf_exponent: float = 0.8,
+        latent_dim: int = 4,
+        interaction_scale: float = 0.6,
+        nonlinear_scale: float = 0.5,
+        bias: float = -4.0,
+    ):
+        for name, value in [
+            ("n_users", n_users),
+            ("n_items", n_items),
+            ("n_categories", n_categories),
+            ("n_sites", n_sites),
+            ("latent_dim", latent_dim),
+        ]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if zipf_exponent < 0:
+            raise ValueError(f"zipf_exponent must be >= 0, got {zipf_exponent}")
+        g = torch.Generator().manual_seed(seed)
+        self.cardinalities = dict(
+            user=n_users, item=n_items, category=n_categories, site=n_sites, position=4, device=3, hour=24
+        )
+        self.bias = bias
+        self.nonlinear_scale = nonlinear_scale
+        self.item_category = torch.randint(n_categories, (n_items,), generator=g)
+        self.freq = {
+            "user": _zipf_probs(n_users, zipf_exponent),
+            "item": _zipf_probs(n_items, zipf_exponent),
+            "site": _zipf_probs(n_sites, zipf_exponent),
+            "position": torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64),
+            "device": torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64),
+            "hour": torch.full((24,), 1 / 24, dtype=torch.float64),
+        }
+        # First-order weights: position matters most (the top slot is seen), then item and site.
+        first_std = dict(user=0.3, item=0.5, category=0.3, site=0.4, position=0.0, device=0.2, hour=0.2)
+        self.w = {f: first_std[f] * torch.randn(c, generator=g) for f, c in self.cardinalities.items()}
+        self.w["position"] = torch.tensor([0.6, 0.1, -0.3, -0.6])
+        # Pairwise terms <u_f[x_f], u_g[x_g]>: one latent table per field and pair.
+        scale = (interaction_scale / latent_dim**0.5) ** 0.5
+        self.latent = {
+            pair: tuple(scale * torch.randn(self.cardinalities[f], latent_dim, generator=g) for f in pair)
+            for pair in PAIRS
+        }
+
+    def sample_features(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` impressions' categorical values (Zipf-like) and standardised dense features."""
+        cols = {}
+        for f in SPARSE_FIELDS:
+            if f == "category":
+                continue
+            cols[f] = torch.multinomial(self.freq[f], n, replacement=True, generator=generator)
+        cols["category"] = self.item_category[cols["item"]]
+        sparse = torch.stack([cols[f] for f in SPARSE_FIELDS], dim=1)
+        log_price = torch.randn(n, generator=generator)
+        activity = torch.randn(n, generator=generator)
+        return sparse, torch.stack([log_price, activity], dim=1)
+
+    def logit(self, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """The true logit of each impression (see the module docstring)."""
+        col = {f: sparse[:, i] for i, f in enumerate(SPARSE_FIELDS)}
+        z = torch.full((sparse.shape[0],), self.bias)
+        for f in SPARSE_FIELDS:
+            z = z + self.w[f][col[f]]
+        for (f, g), (uf, ug) in self.latent.items():
+            z = z + (uf[col[f]] * ug[col[g]]).sum(1)
+        price, activity = dense[:, 0], dense[:, 1]
+        # Users like mid-priced items, and active users click more on cheap ones.
+        h = -0.5 * price**2 + 0.5 - torch.tanh(2 * price) * torch.relu(activity)
+        return z + self.nonlinear_scale * h
+
+    def sample(self, n: int, generator: torch.Generator) -> ClickLog:
+        """``n`` impressions with bids (log-normal), true CTR and Bernoulli labels."""
+        sparse, dense = self.sample_features(n, generator)
+        true_ctr = torch.sigmoid(self.logit(sparse, dense))
+        labels = torch.bernoulli(true_ctr, generator=generator)
+        bid = torch.exp(0.5 * torch.randn(n, generator=generator))
+        return ClickLog(
+            sparse,
+            dense,
+            bid,
+            labels,
+            true_ctr,
+            cardinalities=tuple(self.cardinalities[f] for f in SPARSE_FIELDS),
+        )
+
+
+def make_click_log(
+    n: int, seed: int = 0, splits: tuple[float, float, float] = (0.8, 0.1, 0.1), **truth
+) -> tuple[ClickLog, ClickLog, ClickLog, ClickModel]:
+    """Train / valid / test logs of ``n`` impressions in all, and the ``ClickModel`` that made them.
+
+    The same ``seed`` gives the same truth and the same rows. ``truth`` goes to ``ClickModel``
+    (cardinalities, Zipf exponent, interaction and non-linear scales, bias).
+    """
+    if not isinstance(n, int) or n < 3:
+        raise ValueError(f"n must be an int >= 3, got {n!r}")
+    if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1) > 1e-9:
+        raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
+    model = ClickModel(seed=seed, **truth)
+    log = model.sample(n, torch.Generator().manual_seed(seed + 1))
+    n_train = round(splits[0] * n)
+    n_valid = min(round(splits[1] * n), n - n_train)
+    return log[:n_train], log[n_train : n_train + n_valid], log[n_train + n_valid :], model
