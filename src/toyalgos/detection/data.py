@@ -1,0 +1,108 @@
+"""Synthetic detection data: coloured shapes on a noisy background, with exact boxes.
+
+Every image is drawn from a seed, so a data set is reproducible and free. Knobs set how many
+objects an image holds, how big they are and how tightly they cluster: the default set is
+sparse and medium-sized; ``cluster`` packs small objects close together, the case where a
+grid detector that gives each cell one object runs out of cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+CLASSES = ("square", "disc", "triangle")
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Images (n, 3, H, W) in [0, 1]; per image, boxes (k, 4) xyxy in pixels and labels (k,)."""
+
+    images: torch.Tensor
+    boxes: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    classes: tuple[str, ...] = CLASSES
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[-1]
+
+    def targets(self) -> list[dict[str, torch.Tensor]]:
+        """Ground truth in the torchmetrics format: one dict with ``boxes`` and ``labels`` per image."""
+        return [{"boxes": b, "labels": lab} for b, lab in zip(self.boxes, self.labels, strict=True)]
+
+
+def _shape_masks(kind: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, size: torch.Tensor, image_size: int):
+    """Boolean masks (M, H, W) of M shapes: squares and discs of side/diameter ``size``, upward triangles."""
+    grid = torch.arange(image_size, dtype=torch.float32) + 0.5
+    x, y = grid.view(1, 1, -1), grid.view(1, -1, 1)
+    cx, cy, half = cx.view(-1, 1, 1), cy.view(-1, 1, 1), (size / 2).view(-1, 1, 1)
+    dx, dy = (x - cx).abs(), y - cy
+    square = (dx <= half) & (dy.abs() <= half)
+    disc = (x - cx) ** 2 + dy**2 <= half**2
+    # apex at the top (cy - half), base at the bottom (cy + half): half-width grows with depth
+    triangle = (dy.abs() <= half) & (dx <= (dy + half) / 2)
+    k = kind.view(-1, 1, 1)
+    return torch.where(k == 0, square, torch.where(k == 1, disc, triangle))
+
+
+def make_shapes(
+    n: int,
+    image_size: int = 64,
+    n_objects: tuple[int, int] = (1, 4),
+    size_range: tuple[float, float] = (8.0, 28.0),
+    cluster: float | None = None,
+    noise: float = 0.08,
+    seed: int = 0,
+) -> Shapes:
+    """``n`` images with between ``n_objects[0]`` and ``n_objects[1]`` shapes each.
+
+    Shapes have a uniform class (square, disc, triangle), a size uniform in ``size_range``
+    (pixels), a random saturated colour and a centre uniform over the image, or, with
+    ``cluster = r``, within r pixels of one random point per image. Later shapes are drawn
+    over earlier ones; a box is the drawn shape's extent, clipped to the image.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    lo, hi = n_objects
+    if not 0 <= lo <= hi:
+        raise ValueError(f"n_objects must be (min, max) with 0 <= min <= max, got {n_objects}")
+    if not 1 <= size_range[0] <= size_range[1]:
+        raise ValueError(f"size_range must be (min, max) with 1 <= min <= max, got {size_range}")
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(lo, hi + 1, (n,), generator=g)
+    m = int(counts.sum())
+    image_of = torch.repeat_interleave(torch.arange(n), counts)
+    kind = torch.randint(len(CLASSES), (m,), generator=g)
+    size = size_range[0] + (size_range[1] - size_range[0]) * torch.rand(m, generator=g)
+    if cluster is None:
+        centre = torch.rand(m, 2, generator=g) * image_size
+    else:
+        anchor = size_range[1] / 2 + torch.rand(n, 2, generator=g) * (image_size - size_range[1])
+        centre = anchor[image_of] + (2 * torch.rand(m, 2, generator=g) - 1) * cluster
+        centre = centre.clamp(0, image_size - 1e-3)
+    colour = torch.rand(m, 3, generator=g) * 0.5 + 0.5 * (torch.rand(m, 3, generator=g) > 0.5)
+
+    masks = _shape_masks(kind, centre[:, 0], centre[:, 1], size, image_size)  # (m, H, W)
+    images = 0.4 + noise * torch.randn(n, 3, image_size, image_size, generator=g)
+    # Paint in order: within an image, a later shape covers an earlier one.
+    rank = torch.arange(m) - (torch.cumsum(counts, 0) - counts)[image_of]  # each shape's index in its image
+    for i in range(int(counts.max()) if m else 0):
+        sel = rank == i
+        idx = image_of[sel]
+        mask = masks[sel].unsqueeze(1)  # (k, 1, H, W)
+        images[idx] = torch.where(mask, colour[sel].view(-1, 3, 1, 1), images[idx])
+    images = images.clamp(0, 1)
+
+    half = size / 2
+    y1, y2 = centre[:, 1] - half, centre[:, 1] + half
+    # A triangle is widest at its base: if the base is cut off below the image, so is its width.
+    half_w = torch.where(kind == 2, ((y2.clamp(max=image_size) - y1) / 2).clamp(max=half), half)
+    x1, x2 = centre[:, 0] - half_w, centre[:, 0] + half_w
+    boxes = torch.stack([x1, y1, x2, y2], 1).clamp(0, image_size)
+    per_image = counts.tolist()
+    return Shapes(images, list(boxes.split(per_image)), list(kind.split(per_image)))

@@ -1,0 +1,227 @@
+"""YOLO v1 (Redmon et al. 2016, "You Only Look Once", arXiv:1506.02640) at toy scale.
+
+The image is divided into an S x S grid. The cell that holds an object's centre is
+responsible for it. Each cell predicts B boxes (x, y, sqrt w, sqrt h, confidence) and one
+set of C class probabilities: an output tensor S x S x (5B + C). Here x, y are the centre's
+offset inside the cell and w, h are relative to the image, all in [0, 1]; the network's
+outputs pass through a sigmoid (x, y, sqrt w, sqrt h, confidence) and a softmax (classes),
+where the paper's last layer is linear, so that a short CPU training stays well-behaved.
+The loss is the paper's sum-squared error (Eq. 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .boxes import nms
+
+
+def _check_grid(S: int, B: int, C: int) -> None:
+    for name, value in [("S", S), ("B", B), ("C", C)]:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class YOLOv1(nn.Module):
+    """A tiny convolutional backbone (conv-BN-LeakyReLU, 2x2 max-pooling) and the YOLO v1 head.
+
+    ``image_size / 2**len(channels)`` must equal S: each pooling halves the resolution until
+    one feature vector per grid cell is left; a 1x1 convolution maps it to 5B + C outputs.
+    ``forward`` returns (N, S, S, 5B + C) with activations applied.
+    """
+
+    def __init__(
+        self,
+        S: int = 4,
+        B: int = 2,
+        C: int = 3,
+        image_size: int = 64,
+        channels: Sequence[int] = (16, 32, 64, 64),
+    ):
+        super().__init__()
+        _check_grid(S, B, C)
+        if image_size != S * 2 ** len(channels):
+            raise ValueError(
+                f"image_size must be S * 2**len(channels) = {S * 2 ** len(channels)}, got {image_size}"
+            )
+        self.S, self.B, self.C, self.image_size = S, B, C, image_size
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in channels:
+            layers += [
+                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.LeakyReLU(0.1),
+                nn.MaxPool2d(2),
+            ]
+            c_in = c
+        layers += [nn.Conv2d(c_in, c_in, 3, padding=1, bias=False), nn.BatchNorm2d(c_in), nn.LeakyReLU(0.1)]
+        self.backbone = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c_in, 5 * B + C, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1:] != (3, self.image_size, self.image_size):
+            raise ValueError(
+                f"images must have shape (N, 3, {self.image_size}, {self.image_size}), "
+                f"got {tuple(images.shape)}"
+            )
+        out = self.head(self.backbone(images)).permute(0, 2, 3, 1)  # (N, S, S, 5B + C)
+        boxes = torch.sigmoid(out[..., : 5 * self.B])
+        classes = torch.softmax(out[..., 5 * self.B :], dim=-1)
+        return torch.cat([boxes, classes], dim=-1)
+
+
+def encode_targets(
+    boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], S: int, C: int, image_size: int
+) -> torch.Tensor:
+    """Ground truth -> (N, S, S, 5 + C): [x_off, y_off, w, h, has_object, one-hot class] per cell.
+
+    ``boxes[i]`` is (k_i, 4) xyxy in pixels. The cell containing a box's centre is
+    responsible for it; when several centres fall in one cell, the cell keeps the largest
+    box (YOLO v1 can hold one object per cell: the others are lost, as in the paper).
+    """
+    _check_grid(S, 1, C)
+    if len(boxes) != len(labels):
+        raise ValueError(f"got {len(boxes)} box tensors but {len(labels)} label tensors")
+    n = len(boxes)
+    target = torch.zeros(n, S, S, 5 + C)
+    counts = [len(b) for b in boxes]
+    if sum(counts) == 0:
+        return target
+    all_boxes = torch.cat([b.reshape(-1, 4) for b in boxes]).float()
+    all_labels = torch.cat([lab.reshape(-1) for lab in labels]).long()
+    if (all_boxes[:, 2:] < all_boxes[:, :2]).any():
+        raise ValueError("boxes must be xyxy with x2 >= x1 and y2 >= y1")
+    if ((all_labels < 0) | (all_labels >= C)).any():
+        raise ValueError(f"labels must be in [0, {C}), got values {all_labels.unique().tolist()}")
+    image = torch.repeat_interleave(torch.arange(n), torch.tensor(counts))
+    xy = (all_boxes[:, :2] + all_boxes[:, 2:]) / 2 / image_size  # centre, relative
+    wh = (all_boxes[:, 2:] - all_boxes[:, :2]) / image_size
+    cell = (xy * S).floor().clamp(0, S - 1).long()  # (col, row)
+    offset = xy * S - cell
+    # One object per cell: sort by (cell key, area) and keep the last (largest) of each key.
+    key = (image * S + cell[:, 1]) * S + cell[:, 0]
+    order = torch.argsort(wh.prod(1), stable=True)
+    order = order[torch.argsort(key[order], stable=True)]
+    _, per_key = torch.unique_consecutive(key[order], return_counts=True)
+    keep = order[torch.cumsum(per_key, 0) - 1]
+    i, r, c = image[keep], cell[keep, 1], cell[keep, 0]
+    target[i, r, c, 0:2] = offset[keep]
+    target[i, r, c, 2:4] = wh[keep]
+    target[i, r, c, 4] = 1.0
+    target[i, r, c, 5 + all_labels[keep]] = 1.0
+    return target
+
+
+def cell_boxes(xywh: torch.Tensor, S: int) -> torch.Tensor:
+    """(..., S, S, [x_off, y_off, w, h]) -> relative xyxy boxes, using each cell's position."""
+    rows = torch.arange(S, dtype=xywh.dtype, device=xywh.device).view(S, 1)
+    cols = torch.arange(S, dtype=xywh.dtype, device=xywh.device).view(1, S)
+    cx = (cols + xywh[..., 0]) / S
+    cy = (rows + xywh[..., 1]) / S
+    w, h = xywh[..., 2], xywh[..., 3]
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def _iou_elementwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of matching xyxy boxes a[..., 4] and b[..., 4] (same shape)."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-12)
+
+
+def yolo_loss(
+    pred: torch.Tensor, target: torch.Tensor, B: int, lambda_coord: float = 5.0, lambda_noobj: float = 0.5
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """YOLO v1's loss (Eq. 3), summed over cells and averaged over images.
+
+    In a cell with an object, the responsible predictor is the one of the B boxes with the
+    highest current IoU with the ground truth; it gets the coordinate terms (x, y and
+    sqrt w, sqrt h, weighted by lambda_coord) and a confidence target equal to that IoU.
+    Every other predictor gets confidence target 0, weighted by lambda_noobj. Class
+    probabilities are regressed to the one-hot class in object cells only. Returns the
+    total and the five terms.
+    """
+    if pred.dim() != 4 or target.shape[:3] != pred.shape[:3]:
+        raise ValueError(
+            f"pred (N, S, S, 5B + C) and target (N, S, S, 5 + C) disagree: "
+            f"{tuple(pred.shape)} vs {tuple(target.shape)}"
+        )
+    C = target.shape[-1] - 5
+    if pred.shape[-1] != 5 * B + C:
+        raise ValueError(f"pred has {pred.shape[-1]} channels, expected 5B + C = {5 * B + C}")
+    if torch.isnan(pred).any():
+        raise ValueError("pred contains NaN")
+    N, S = pred.shape[0], pred.shape[1]
+    p_boxes = pred[..., : 5 * B].reshape(N, S, S, B, 5)
+    p_xy, p_sqrt_wh, p_conf = p_boxes[..., :2], p_boxes[..., 2:4], p_boxes[..., 4]
+    p_cls = pred[..., 5 * B :]
+    obj = target[..., 4]  # (N, S, S)
+    t_xywh = target[..., :4]
+
+    iou = _iou_elementwise(_pred_boxes(p_xy, p_sqrt_wh, S), cell_boxes(t_xywh, S).unsqueeze(-2)).detach()
+    best = iou.argmax(-1, keepdim=True)  # (N, S, S, 1)
+    resp = torch.zeros_like(iou).scatter_(-1, best, 1.0) * obj.unsqueeze(-1)  # 1_ij^obj
+
+    t_xy, t_sqrt_wh = t_xywh[..., :2].unsqueeze(-2), t_xywh[..., 2:4].sqrt().unsqueeze(-2)
+    terms = {
+        "xy": lambda_coord * (resp.unsqueeze(-1) * (p_xy - t_xy) ** 2).sum(),
+        "wh": lambda_coord * (resp.unsqueeze(-1) * (p_sqrt_wh - t_sqrt_wh) ** 2).sum(),
+        "conf_obj": (resp * (p_conf - iou) ** 2).sum(),
+        "conf_noobj": lambda_noobj * ((1 - resp) * p_conf**2).sum(),
+        "class": (obj.unsqueeze(-1) * (p_cls - target[..., 5:]) ** 2).sum(),
+    }
+    terms = {k: v / N for k, v in terms.items()}
+    return sum(terms.values()), terms
+
+
+def _pred_boxes(p_xy: torch.Tensor, p_sqrt_wh: torch.Tensor, S: int) -> torch.Tensor:
+    """Predicted boxes (N, S, S, B, 4) as relative xyxy."""
+    xywh = torch.cat([p_xy, p_sqrt_wh**2], dim=-1)  # (N, S, S, B, 4)
+    rows = torch.arange(S, dtype=xywh.dtype, device=xywh.device).view(1, S, 1, 1)
+    cols = torch.arange(S, dtype=xywh.dtype, device=xywh.device).view(1, 1, S, 1)
+    cx, cy = (cols + xywh[..., 0]) / S, (rows + xywh[..., 1]) / S
+    w, h = xywh[..., 2], xywh[..., 3]
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+@torch.no_grad()
+def decode(
+    pred: torch.Tensor,
+    B: int,
+    image_size: int,
+    conf_threshold: float = 0.2,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+) -> list[dict[str, torch.Tensor]]:
+    """Network output -> detections per image: ``boxes`` (xyxy pixels), ``scores``, ``labels``.
+
+    Class-specific confidence = Pr(class | object) x box confidence, for each of the B boxes
+    and C classes of every cell; pairs below ``conf_threshold`` are dropped, then NMS per
+    class at ``iou_threshold`` (``iou_threshold=None`` skips NMS).
+    """
+    if pred.dim() != 4:
+        raise ValueError(f"pred must have shape (N, S, S, 5B + C), got {tuple(pred.shape)}")
+    N, S = pred.shape[0], pred.shape[1]
+    C = pred.shape[-1] - 5 * B
+    p_boxes = pred[..., : 5 * B].reshape(N, S, S, B, 5)
+    xyxy = (_pred_boxes(p_boxes[..., :2], p_boxes[..., 2:4], S) * image_size).clamp(0, image_size)
+    scores = p_boxes[..., 4:5] * pred[..., 5 * B :].unsqueeze(-2)  # (N, S, S, B, C)
+    out = []
+    for i in range(N):
+        s = scores[i].reshape(-1, C)
+        box_idx, label = (s > conf_threshold).nonzero(as_tuple=True)
+        boxes, sc = xyxy[i].reshape(-1, 4)[box_idx], s[box_idx, label]
+        if iou_threshold is not None and len(sc):
+            keep = nms(boxes, sc, iou_threshold, labels=label)
+        else:
+            keep = torch.argsort(sc, descending=True, stable=True)
+        keep = keep[:max_detections]
+        out.append({"boxes": boxes[keep], "scores": sc[keep], "labels": label[keep]})
+    return out
