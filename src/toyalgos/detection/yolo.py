@@ -182,13 +182,9 @@ def yolo_loss(
 
 
 def _pred_boxes(p_xy: torch.Tensor, p_sqrt_wh: torch.Tensor, S: int) -> torch.Tensor:
-    """Predicted boxes (N, S, S, B, 4) as relative xyxy."""
-    xywh = torch.cat([p_xy, p_sqrt_wh**2], dim=-1)  # (N, S, S, B, 4)
-    rows = torch.arange(S, dtype=xywh.dtype, device=xywh.device).view(1, S, 1, 1)
-    cols = torch.arange(S, dtype=xywh.dtype, device=xywh.device).view(1, 1, S, 1)
-    cx, cy = (cols + xywh[..., 0]) / S, (rows + xywh[..., 1]) / S
-    w, h = xywh[..., 2], xywh[..., 3]
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    """Predicted boxes (N, S, S, B, 4) as relative xyxy: ``cell_boxes`` with the B axis moved aside."""
+    xywh = torch.cat([p_xy, p_sqrt_wh**2], dim=-1).movedim(-2, 1)  # (N, B, S, S, 4)
+    return cell_boxes(xywh, S).movedim(1, -2)
 
 
 @torch.no_grad()
