@@ -147,7 +147,9 @@ def train(
     ema = [p.detach().clone() for p in params] if ema_decay is not None else None
     losses = np.empty(steps)
     model.train()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    # At most one refresh a second: a notebook kernel queues every refresh as a message, and
+    # a client that reads them only after the cell can lose the overflow (and the cell's end).
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr * lr_factor(step, steps, lr_schedule, warmup)
@@ -165,7 +167,7 @@ def train(
                 torch._foreach_lerp_(ema, params, 1.0 - ema_decay)
         losses[step] = loss.item()
         if progress and (step % max(1, steps // 50) == 0 or step == steps - 1):
-            bar.set_postfix(loss=f"{losses[max(0, step - 49) : step + 1].mean():.4f}")
+            bar.set_postfix(loss=f"{losses[max(0, step - 49) : step + 1].mean():.4f}", refresh=False)
     if ema is not None:
         with torch.no_grad():
             for p, avg in zip(params, ema, strict=True):
