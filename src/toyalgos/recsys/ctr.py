@@ -78,6 +78,13 @@ class FieldEmbedding(nn.Module):
         return self.table(sparse + self.offsets)
 
 
+def check_dense(dense: torch.Tensor | None, batch: int, n_dense: int) -> None:
+    """Dense features must be (batch, n_dense) when the model was built with n_dense > 0."""
+    if n_dense and (dense is None or dense.shape != (batch, n_dense)):
+        got = None if dense is None else tuple(dense.shape)
+        raise ValueError(f"dense must have shape ({batch}, {n_dense}), got {got}")
+
+
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear-ReLU stack ending in a linear layer with one output (a logit)."""
     layers: list[nn.Module] = []
@@ -99,13 +106,8 @@ class LR(nn.Module):
         self.bias = nn.Parameter(torch.zeros(()))
         self.n_dense = n_dense
 
-    def _check_dense(self, sparse: torch.Tensor, dense: torch.Tensor | None) -> None:
-        if self.n_dense and (dense is None or dense.shape != (sparse.shape[0], self.n_dense)):
-            got = None if dense is None else tuple(dense.shape)
-            raise ValueError(f"dense must have shape ({sparse.shape[0]}, {self.n_dense}), got {got}")
-
     def forward(self, sparse: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
-        self._check_dense(sparse, dense)
+        check_dense(dense, sparse.shape[0], self.n_dense)
         z = self.bias + self.weights(sparse).sum(dim=(1, 2))
         if self.dense is not None:
             z = z + self.dense(dense).squeeze(1)
@@ -169,9 +171,7 @@ class _Deep(nn.Module):
         self.input_dim = len(cardinalities) * k + n_dense
 
     def deep_input(self, v: torch.Tensor, dense: torch.Tensor | None) -> torch.Tensor:
-        if self.n_dense and (dense is None or dense.shape != (v.shape[0], self.n_dense)):
-            got = None if dense is None else tuple(dense.shape)
-            raise ValueError(f"dense must have shape ({v.shape[0]}, {self.n_dense}), got {got}")
+        check_dense(dense, v.shape[0], self.n_dense)
         x = v.flatten(1)
         return torch.cat([x, dense], dim=1) if self.n_dense else x
 
