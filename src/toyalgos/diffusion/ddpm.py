@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._shapes import check_data_shape
 from .schedules import NoiseSchedule, q_posterior, q_sample
 
 VARIANCES = ("beta", "beta_tilde")
@@ -136,10 +137,7 @@ class DDPM:
     def _check_shape(self, shape: Sequence[int], what: str) -> None:
         if len(shape) < 1:
             raise ValueError(f"{what} must have a batch dimension, got shape {tuple(shape)}")
-        if self.data_shape is not None and tuple(shape[1:]) != self.data_shape:
-            raise ValueError(
-                f"{what} has per-sample shape {tuple(shape[1:])}, but the model expects {self.data_shape}"
-            )
+        check_data_shape(shape, self.data_shape, what)
 
     def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """The model's noise prediction, with ``t`` broadcast to the batch."""

@@ -29,6 +29,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ._shapes import check_data_shape
+
 SOLVERS = ("euler", "heun")
 
 
@@ -416,10 +418,7 @@ class EDMDenoiser(nn.Module):
         self.data_shape = getattr(net, "data_shape", None)
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        if self.data_shape is not None and tuple(x.shape[1:]) != tuple(self.data_shape):
-            raise ValueError(
-                f"x has per-sample shape {tuple(x.shape[1:])}, the network expects {self.data_shape}"
-            )
+        check_data_shape(x.shape, self.data_shape, "x", owner="network")
         f = self.formulation
         sig = _sigma_column(sigma, x)
         c_skip, c_out, c_in = f.c_skip(sig), f.c_out(sig), f.c_in(sig)
@@ -489,9 +488,7 @@ def edm_sample(
         raise ValueError("pass an EDMDenoiser, or a denoiser callable together with formulation=")
     if isinstance(denoiser, nn.Module):
         denoiser.eval()
-    data_shape = getattr(denoiser, "data_shape", None)
-    if data_shape is not None and tuple(shape[1:]) != tuple(data_shape):
-        raise ValueError(f"shape has per-sample shape {tuple(shape[1:])}, the denoiser expects {data_shape}")
+    check_data_shape(shape, getattr(denoiser, "data_shape", None), "shape", owner="denoiser")
     t_steps = f.time_steps(num_steps)
     param = next(denoiser.parameters(), None) if isinstance(denoiser, nn.Module) else None
     device = param.device if param is not None else torch.device("cpu")

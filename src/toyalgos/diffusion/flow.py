@@ -24,6 +24,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from ._shapes import check_data_shape
+
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -38,11 +40,7 @@ def _check_steps(steps: int) -> None:
 
 
 def _check_dim(model: Velocity, x: torch.Tensor, what: str) -> None:
-    data_shape = getattr(model, "data_shape", None)
-    if data_shape is not None and tuple(x.shape[1:]) != tuple(data_shape):
-        raise ValueError(
-            f"{what} has per-sample shape {tuple(x.shape[1:])}, the model expects {tuple(data_shape)}"
-        )
+    check_data_shape(x.shape, getattr(model, "data_shape", None), what)
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
