@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..nn import ConvBackbone
 from .boxes import nms
 
 
@@ -26,41 +27,34 @@ def _check_grid(S: int, B: int, C: int) -> None:
 
 
 class YOLOv1(nn.Module):
-    """A tiny convolutional backbone (conv-BN-LeakyReLU, 2x2 max-pooling) and the YOLO v1 head.
+    """A tiny convolutional backbone (``toyalgos.nn.ConvBackbone``) and the YOLO v1 head.
 
-    ``image_size / 2**len(channels)`` must equal S: each pooling halves the resolution until
-    one feature vector per grid cell is left; a 1x1 convolution maps it to 5B + C outputs.
-    ``forward`` returns (N, S, S, 5B + C) with activations applied.
+    The backbone maps the image to one feature vector per grid cell, so its stride
+    ``patch * 2**(len(channels) - 1)`` must equal ``image_size / S``; a 1x1 convolution maps
+    each vector to the cell's 5B + C outputs. ``forward`` returns (N, S, S, 5B + C) with the
+    activations applied. The default is an 8x8 grid of 8-pixel cells on 64x64 images.
     """
 
     def __init__(
         self,
-        S: int = 4,
+        S: int = 8,
         B: int = 2,
         C: int = 3,
         image_size: int = 64,
-        channels: Sequence[int] = (16, 32, 64, 64),
+        channels: Sequence[int] = (32, 64),
+        patch: int = 4,
+        depth: int = 2,
     ):
         super().__init__()
         _check_grid(S, B, C)
-        if image_size != S * 2 ** len(channels):
+        self.backbone = ConvBackbone(channels, patch=patch, depth=depth)
+        if image_size != S * self.backbone.stride:
             raise ValueError(
-                f"image_size must be S * 2**len(channels) = {S * 2 ** len(channels)}, got {image_size}"
+                f"image_size must be S * patch * 2**(len(channels) - 1) = {S * self.backbone.stride}, "
+                f"got {image_size}"
             )
         self.S, self.B, self.C, self.image_size = S, B, C, image_size
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in channels:
-            layers += [
-                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c),
-                nn.LeakyReLU(0.1),
-                nn.MaxPool2d(2),
-            ]
-            c_in = c
-        layers += [nn.Conv2d(c_in, c_in, 3, padding=1, bias=False), nn.BatchNorm2d(c_in), nn.LeakyReLU(0.1)]
-        self.backbone = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_in, 5 * B + C, 1)
+        self.head = nn.Conv2d(self.backbone.channels[-1], 5 * B + C, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1:] != (3, self.image_size, self.image_size):
