@@ -188,6 +188,33 @@ def test_matches_pycocotools_on_random_data(seed):
     assert result["classes"].tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize(("seed", "max_dets"), [(0, (1, 10, 100)), (1, (1, 10, 100)), (2, (1, 5, 20))])
+def test_extended_summary_matches_cocoeval_arrays(seed, max_dets):
+    """precision, scores and recall equal COCOeval.eval's arrays at area 'all' and the last maxDets."""
+    preds, targets = _random_dataset(seed, classes=(0, 1, 2, 4))
+    targets = [t | {"labels": torch.where(t["labels"] == 4, 0, t["labels"])} for t in targets]
+    targets.append({"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([5])})
+    preds.append(
+        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+    )
+    result = mean_average_precision(preds, targets, max_detections=max_dets[-1], extended_summary=True)
+    evaluator = _cocoeval(preds, targets, (0, 1, 2, 4, 5), max_dets=max_dets)
+    assert result["classes"].tolist() == [0, 1, 2, 4, 5]
+    for key in ("precision", "scores"):
+        np.testing.assert_allclose(result[key].numpy(), evaluator.eval[key][:, :, :, 0, -1], rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        result["recall"].numpy(), evaluator.eval["recall"][:, :, 0, -1], rtol=0, atol=TOL
+    )
+    assert (result["precision"][..., 3] == -1).all()  # class 4: detections only
+    assert (result["precision"][..., 4] == 0).all() and (
+        result["scores"][..., 4] == 0
+    ).all()  # class 5: missed
+    # The scores fall as recall grows (a curve parametrised by the confidence threshold).
+    valid = result["scores"][..., :3]
+    assert (valid[:, 1:] <= valid[:, :-1]).all() and valid.max() > 0
+    assert "precision" not in mean_average_precision(preds, targets)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_matches_pycocotools_with_more_than_100_detections_per_image(seed):
     preds, targets = _random_dataset(seed, crowded_every=7)

@@ -236,18 +236,20 @@ def _match(
 # --- precision / recall ----------------------------------------------------------------------------
 
 
-def _coco_precision_recall(tp: torch.Tensor, n_gt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """COCOeval.accumulate for one class: TP flags (T, n) in decreasing score -> (T, R), (T,).
+def _coco_precision_recall(
+    tp: torch.Tensor, scores: torch.Tensor, n_gt: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """COCOeval.accumulate for one class: TP flags (T, n) and scores (n,), in decreasing score ->
+    precision (T, R), the score at each recall threshold (T, R) and the final recall (T,).
 
     Precision at the 101 recall thresholds: the right-max envelope of the precision, read at the
     first detection whose recall reaches the threshold (``searchsorted``, side left), 0 past the
-    final recall. Also returns the final recall.
+    final recall; the score is that detection's (0 past the final recall, as COCOeval).
     """
     n_thr, n_det = tp.shape
     if n_det == 0:
-        return torch.zeros(n_thr, len(COCO_RECALL_THRESHOLDS), dtype=torch.float64), torch.zeros(
-            n_thr, dtype=torch.float64
-        )
+        zeros = torch.zeros(n_thr, len(COCO_RECALL_THRESHOLDS), dtype=torch.float64)
+        return zeros, zeros.clone(), torch.zeros(n_thr, dtype=torch.float64)
     tp_sum = tp.cumsum(1, dtype=torch.float64)
     fp_sum = (~tp).cumsum(1, dtype=torch.float64)
     recall = tp_sum / n_gt
@@ -255,8 +257,10 @@ def _coco_precision_recall(tp: torch.Tensor, n_gt: int) -> tuple[torch.Tensor, t
     envelope = precision.flip(1).cummax(1).values.flip(1)
     # One 1-D searchsorted per threshold: the batched (T, n) call is much slower on small inputs.
     idx = torch.stack([torch.searchsorted(r, COCO_RECALL_THRESHOLDS, side="left") for r in recall])
+    reached = idx < n_det
     at_threshold = envelope.gather(1, idx.clamp(max=n_det - 1))
-    return torch.where(idx < n_det, at_threshold, 0.0), recall[:, -1]
+    score = scores.double()[idx.clamp(max=n_det - 1)]
+    return torch.where(reached, at_threshold, 0.0), torch.where(reached, score, 0.0), recall[:, -1]
 
 
 def _voc_ap(tp: torch.Tensor, n_gt: int) -> torch.Tensor:
@@ -288,11 +292,12 @@ def _accumulate(
     gt_labels: torch.Tensor,
     classes: torch.Tensor,
     max_dets: list[int],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """COCO precision (T, R, K) with the most detections, recall (T, K, M) and VOC AP (K,); -1 for
-    classes without ground truth (COCOeval.accumulate's layout without the area axis)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """COCO precision and scores (T, R, K) with the most detections, recall (T, K, M) and VOC AP
+    (K,); -1 for classes without ground truth (COCOeval.accumulate's layout without the area axis)."""
     n_thr, n_cls = len(coco_tp), len(classes)
     precision = torch.full((n_thr, len(COCO_RECALL_THRESHOLDS), n_cls), -1.0, dtype=torch.float64)
+    score_at = precision.clone()
     recall = torch.full((n_thr, n_cls, len(max_dets)), -1.0, dtype=torch.float64)
     voc_ap = torch.full((n_cls,), -1.0, dtype=torch.float64)
     for k, c in enumerate(classes):
@@ -303,11 +308,13 @@ def _accumulate(
         for m, max_det in enumerate(max_dets):
             top = (labels == c) & (ranks < max_det)
             order = torch.sort(scores[top], descending=True, stable=True).indices
-            prec, recall[:, k, m] = _coco_precision_recall(coco_tp[:, top][:, order], n_gt)
+            prec, sc, recall[:, k, m] = _coco_precision_recall(
+                coco_tp[:, top][:, order], scores[top][order], n_gt
+            )
         # The last max_det is max_detections: top holds every kept detection of class c.
-        precision[:, :, k] = prec
+        precision[:, :, k], score_at[:, :, k] = prec, sc
         voc_ap[k] = _voc_ap(voc_tp[top][order], n_gt)
-    return precision, recall, voc_ap
+    return precision, score_at, recall, voc_ap
 
 
 def _summarize(
@@ -339,6 +346,7 @@ def mean_average_precision(
     iou_thresholds: Iterable[float] | torch.Tensor | None = None,
     max_detections: int = 100,
     class_ids: Iterable[int] | None = None,
+    extended_summary: bool = False,
 ) -> dict[str, torch.Tensor]:
     """COCO mean average precision and recall (Lin et al. 2014; pycocotools' COCOeval, iouType "bbox").
 
@@ -361,6 +369,13 @@ def mean_average_precision(
     1, 10, max_detections with k <= max_detections), ``ap50_voc``, ``ap50_voc_per_class``, and
     ``classes`` (int64): the sorted ``class_ids``, or else every label in preds and targets, in the
     order of the per-class tensors. Boxes and labels of other classes are ignored.
+
+    With ``extended_summary=True`` (torchmetrics' name) it also returns COCOeval's arrays for
+    area "all" and ``max_detections``: ``precision`` (T, R, K), the interpolated precision at
+    each IoU threshold, recall threshold (``COCO_RECALL_THRESHOLDS``) and class; ``scores``
+    (T, R, K), the detection score at which each recall is reached (0 where it never is); and
+    ``recall`` (T, K); -1 for classes without ground truth. ``precision`` against the recall
+    thresholds is the precision-recall curve; ``scores`` maps a confidence threshold onto it.
     """
     _check_lists(preds, targets)
     thresholds = _thresholds(iou_thresholds)
@@ -380,7 +395,10 @@ def mean_average_precision(
     scores, labels, ranks, coco_tp, voc_tp = _match(dets, gts, classes, thresholds, max_detections)
     gt_labels = _cat([lab[torch.isin(lab, classes)] for _, lab in gts], torch.long)
     max_dets = sorted({min(1, max_detections), min(10, max_detections), max_detections})
-    precision, recall, voc_ap = _accumulate(
+    precision, score_at, recall, voc_ap = _accumulate(
         scores, labels, ranks, coco_tp, voc_tp, gt_labels, classes, max_dets
     )
-    return _summarize(precision, recall, voc_ap, thresholds, max_dets) | {"classes": classes}
+    result = _summarize(precision, recall, voc_ap, thresholds, max_dets) | {"classes": classes}
+    if extended_summary:
+        result |= {"precision": precision, "scores": score_at, "recall": recall[:, :, -1]}
+    return result
