@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from toyalgos.detection.data import CLASSES, Shapes, make_shapes
+from toyalgos.detection.data import CLASSES, Shapes, _shape_masks, hflip, make_shapes
 from toyalgos.detection.metrics import mean_average_precision
 
 BACKGROUND = 0.4  # the image before painting, exactly, when noise=0
@@ -200,6 +200,27 @@ def test_single_object_tight_box_matches_the_returned_box():
     assert n_clipped > 20
 
 
+def test_hflip_mirrors_pixels_and_boxes():
+    """The flipped image's tight boxes are the flipped boxes (same tolerances as above); twice is identity."""
+    s, foreground = _single_objects()
+    images, boxes = hflip(s.images, s.boxes)
+    fg_flipped, _ = hflip(foreground.unsqueeze(1).expand(-1, 3, -1, -1).float(), s.boxes)
+    for i in range(len(s)):
+        box, kind = boxes[i][0], int(s.labels[i][0])
+        if _bottom_clipped_triangle(s.boxes[i][0], kind, s.image_size):
+            continue
+        err = (_tight_box(fg_flipped[i, 0] > 0) - box).abs()
+        assert (err <= torch.tensor([1.0, 2.0 if kind == 2 else 1.0, 1.0, 1.0])).all(), (i, err)
+    again, boxes_again = hflip(images, boxes)
+    assert torch.equal(again, s.images)
+    for a, b in zip(boxes_again, s.boxes, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    empty_images, empty_boxes = hflip(torch.zeros(1, 3, 8, 8), [torch.zeros(0, 4)])
+    assert empty_boxes[0].shape == (0, 4)
+    with pytest.raises(ValueError, match="one box tensor per image"):
+        hflip(s.images, s.boxes[:-1])
+
+
 def test_bottom_clipped_triangle_box_is_the_visible_extent():
     s, foreground = _single_objects()
     cases = [
@@ -249,6 +270,30 @@ def test_later_shapes_are_drawn_over_earlier_ones():
         if not torch.equal(c_both[:, 0], c_first[:, 0]):  # two different colours
             n_checked += 1
     assert n_checked > 10
+
+
+def test_visible_fraction_counts_the_pixels_no_later_shape_covers():
+    """visible[j] = |mask_j minus the masks of the shapes drawn after j| / |mask_j|, recomputed shape by
+    shape from the (unclipped) boxes; the last shape drawn is always fully visible."""
+    s = make_shapes(200, n_objects=(3, 3), size_range=(8.0, 20.0), cluster=6.0, noise=0.0, seed=10)
+    n_checked, n_partly_hidden = 0, 0
+    for boxes, labels, visible in zip(s.boxes, s.labels, s.visible, strict=True):
+        assert visible.shape == (3,) and visible[-1] == 1.0 and ((visible >= 0) & (visible <= 1)).all()
+        if not _unclipped(boxes, s.image_size).all():
+            continue
+        centre, size = (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 3] - boxes[:, 1]
+        masks = _shape_masks(labels, centre[:, 0], centre[:, 1], size, s.image_size)
+        for j in range(3):
+            hidden = masks[j + 1 :].any(0) if j < 2 else torch.zeros_like(masks[j])
+            expected = (masks[j] & ~hidden).sum() / masks[j].sum()
+            assert visible[j].item() == pytest.approx(expected.item(), abs=1e-6)
+            n_partly_hidden += bool(expected < 1)
+        n_checked += 1
+    assert n_checked > 50 and n_partly_hidden > 50
+    # Crowding hides more of each shape than spreading the same shapes out.
+    crowded = make_shapes(200, n_objects=(6, 6), size_range=(6, 10), cluster=6.0, seed=3)
+    sparse = make_shapes(200, n_objects=(6, 6), size_range=(6, 10), seed=3)
+    assert torch.cat(crowded.visible).mean() < torch.cat(sparse.visible).mean() - 0.2
 
 
 # --- cluster --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Object detection: boxes, NMS, mAP, synthetic shapes and a YOLO v1 grid detector."""
 
 from .boxes import BOX_FORMATS, box_area, box_convert, box_iou, denormalize_boxes, nms, normalize_boxes
-from .data import CLASSES, Shapes, make_shapes
+from .data import CLASSES, Shapes, hflip, make_shapes
 from .metrics import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mean_average_precision
+from .plot import class_legend, draw_boxes, draw_grid, show_image
 from .yolo import YOLOv1, cell_boxes, decode, encode_targets, yolo_loss
 
 __all__ = [
@@ -16,12 +17,17 @@ __all__ = [
     "box_convert",
     "box_iou",
     "cell_boxes",
+    "class_legend",
     "decode",
     "denormalize_boxes",
+    "draw_boxes",
+    "draw_grid",
     "encode_targets",
+    "hflip",
     "make_shapes",
     "mean_average_precision",
     "nms",
     "normalize_boxes",
+    "show_image",
     "yolo_loss",
 ]

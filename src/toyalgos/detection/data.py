@@ -17,11 +17,13 @@ CLASSES = ("square", "disc", "triangle")
 
 @dataclass(frozen=True)
 class Shapes:
-    """Images (n, 3, H, W) in [0, 1]; per image, boxes (k, 4) xyxy in pixels and labels (k,)."""
+    """Images (n, 3, H, W) in [0, 1]; per image, boxes (k, 4) xyxy in pixels, labels (k,) and the
+    fraction of each shape's pixels that no later shape covers (k,), 1 for an unoccluded shape."""
 
     images: torch.Tensor
     boxes: list[torch.Tensor]
     labels: list[torch.Tensor]
+    visible: list[torch.Tensor] | None = None
     classes: tuple[str, ...] = CLASSES
 
     def __len__(self) -> int:
@@ -64,7 +66,8 @@ def make_shapes(
     Shapes have a uniform class (square, disc, triangle), a size uniform in ``size_range``
     (pixels), a random saturated colour and a centre uniform over the image, or, with
     ``cluster = r``, within r pixels of one random point per image. Later shapes are drawn
-    over earlier ones; a box is the drawn shape's extent, clipped to the image.
+    over earlier ones; a box is the drawn shape's extent, clipped to the image, whether or not
+    later shapes hide part of it (``Shapes.visible`` says how much is left).
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -89,14 +92,21 @@ def make_shapes(
 
     masks = _shape_masks(kind, centre[:, 0], centre[:, 1], size, image_size)  # (m, H, W)
     images = 0.4 + noise * torch.randn(n, 3, image_size, image_size, generator=g)
-    # Paint in order: within an image, a later shape covers an earlier one.
-    rank = torch.arange(m) - (torch.cumsum(counts, 0) - counts)[image_of]  # each shape's index in its image
-    for i in range(int(counts.max()) if m else 0):
-        sel = rank == i
-        idx = image_of[sel]
-        mask = masks[sel].unsqueeze(1)  # (k, 1, H, W)
-        images[idx] = torch.where(mask, colour[sel].view(-1, 3, 1, 1), images[idx])
+    # Paint in order: a pixel takes the colour of the last shape of its image that covers it.
+    first = torch.cumsum(counts, 0) - counts  # index of each image's first shape
+    rank = torch.arange(m) - first[image_of]  # each shape's index in its image
+    ranked = torch.where(masks, rank.view(-1, 1, 1), -1)
+    top = torch.full((n, image_size, image_size), -1).scatter_reduce_(
+        0, image_of.view(-1, 1, 1).expand_as(ranked), ranked, "amax"
+    )
+    painted = top >= 0
+    shape_at = (first.view(-1, 1, 1) + top.clamp(min=0)).clamp(max=max(m - 1, 0))
+    if m:
+        images = torch.where(painted.unsqueeze(1), colour[shape_at].permute(0, 3, 1, 2), images)
     images = images.clamp(0, 1)
+    # The fraction of each shape's pixels left visible by the shapes drawn over it.
+    on_top = masks & (top[image_of] == rank.view(-1, 1, 1))
+    visible = on_top.sum((1, 2)) / masks.sum((1, 2)).clamp(min=1)
 
     half = size / 2
     y1, y2 = centre[:, 1] - half, centre[:, 1] + half
@@ -105,4 +115,25 @@ def make_shapes(
     x1, x2 = centre[:, 0] - half_w, centre[:, 0] + half_w
     boxes = torch.stack([x1, y1, x2, y2], 1).clamp(0, image_size)
     per_image = counts.tolist()
-    return Shapes(images, list(boxes.split(per_image)), list(kind.split(per_image)))
+    return Shapes(
+        images,
+        list(boxes.split(per_image)),
+        list(kind.split(per_image)),
+        visible=list(visible.split(per_image)),
+    )
+
+
+def hflip(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Mirror images (n, 3, H, W) left to right, and their xyxy pixel boxes with them (x -> W - x).
+
+    The one augmentation that keeps every class of ``make_shapes`` what it is (a vertical flip
+    would turn the upward triangles upside down).
+    """
+    if images.dim() != 4 or len(boxes) != images.shape[0]:
+        raise ValueError(
+            f"images must have shape (n, 3, H, W) with one box tensor per image, "
+            f"got {tuple(images.shape)} and {len(boxes)} box tensors"
+        )
+    width = images.shape[-1]
+    flipped = [torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1) for b in boxes]
+    return images.flip(-1), flipped
