@@ -17,7 +17,8 @@ def show_image(ax: plt.Axes, image: torch.Tensor, title: str | None = None) -> N
     """An image (3, H, W) in [0, 1], without ticks."""
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must have shape (3, H, W), got {tuple(image.shape)}")
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), extent=(0, image.shape[2], image.shape[1], 0))
+    pixels = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    ax.imshow(pixels, extent=(0, image.shape[2], image.shape[1], 0), interpolation="nearest")
     ax.set(xticks=[], yticks=[])
     ax.grid(False)
     if title:
