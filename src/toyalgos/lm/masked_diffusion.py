@@ -1,0 +1,391 @@
+"""Masked diffusion language model: LLaDA (Nie et al. 2025, "Large Language Diffusion Models").
+
+Forward process (§2.1): every token of x_0 is replaced by the mask token M independently with
+probability t, t ~ U[0, 1]; at t = 1 the sequence is all masks. A bidirectional mask
+predictor p_theta(x_0^i | x_t) is trained on the masked positions only (Eq. 3), and the loss
+bounds the model's negative log-likelihood (Eq. 4):
+
+    L(theta) = -E_{t, x_0, x_t} [ 1/t sum_i 1[x_t^i = M] log p_theta(x_0^i | x_t) ]  >=  -E log p_theta(x_0)
+
+As in the reference training code, the masking probability is p_mask = (1 - eps) t + eps with
+eps = 1e-3 (no sequence goes unmasked), the weight is 1 / p_mask, and the weighted
+cross-entropies are summed and divided by N L, the number of tokens in the batch
+(``mdm_loss``). MDLM (Sahoo et al. 2024) masks with probability (1 - eps) t and weights by 1 / t;
+the two coincide at eps = 0. Conditional training (§2.3, Eq. 5, ``mdm_sft_loss``) never masks
+the prompt and divides each sequence's sum by its answer length.
+
+The likelihood bound is estimated with Eq. 6 (``mdm_nll_bound``), the lower-variance form:
+l ~ U{1..L}, exactly l tokens masked, weight L / l.
+
+Sampling (§2.4, Algorithms 4 and 5, ``generate``): start from [prompt, M x gen_length]; at each
+step predict every mask at once, then keep a fixed number of the predictions (the rest stay
+masked): random ones (``'random'``, the reverse process itself) or the most confident ones
+(``'low_confidence'``, a MaskGIT-style heuristic). With ``block_length < gen_length`` the answer
+is produced block by block, left to right (semi-autoregressive); every block gets the same
+number of steps and each of its steps keeps an equal share of its tokens.
+
+Which remasking wins depends on the regime. With the Bayes-optimal predictor of the default
+``MarkovSource`` (``MarkovOracle``), low-confidence remasking wins where LLaDA uses it: greedy
+continuation of a prompt, semi-autoregressive blocks, a few tokens per step (4-token prompts,
+28 tokens in blocks of 7, 16 steps: every sample valid, against about 70% with random
+remasking). With temperature sampling and several tokens per step it loses: the most confident
+positions are neighbours, and tokens drawn independently in one step break forbidden
+transitions. Random remasking with one token per step is exact: with the oracle it samples
+the chain itself.
+
+The mask predictor is any ``model(tokens) -> logits (N, L, V)`` without a time input, e.g.
+``TinyTransformer(..., causal=False)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import as_generator, check_positive_int, check_temperature, check_tokens, gumbel_argmax
+
+REMASKING = ("low_confidence", "random")
+ESTIMATORS = ("fixed_count", "random_t")
+
+
+class MaskedBatch(NamedTuple):
+    """A draw of the forward process: x_t, where it is masked, and each row's masking probability."""
+
+    x_t: torch.Tensor  # (N, L) long, mask_id at masked positions
+    masked: torch.Tensor  # (N, L) bool
+    p_mask: torch.Tensor  # (N,) float, (1 - eps) t + eps
+
+
+def _check_eps(eps: float) -> None:
+    if not 0 <= eps < 1:
+        raise ValueError(f"eps must lie in [0, 1), got {eps}")
+
+
+def forward_mask(
+    x: torch.Tensor,
+    mask_id: int,
+    t: torch.Tensor | float | None = None,
+    eps: float = 1e-3,
+    generator: torch.Generator | int | None = None,
+) -> MaskedBatch:
+    """q(x_t | x_0) (§2.1): mask each token independently with p_mask = (1 - eps) t + eps.
+
+    ``t`` is one time per sequence, ``(N,)`` or a scalar; by default t ~ U[0, 1) per sequence.
+    Pass ``eps=0`` to mask with probability exactly t.
+    """
+    check_tokens(x)
+    _check_eps(eps)
+    N, L = x.shape
+    g = as_generator(generator)
+    if t is None:
+        t = torch.rand(N, generator=g)
+    t = torch.as_tensor(t, dtype=torch.float32).expand(N)
+    if (t < 0).any() or (t > 1).any():
+        raise ValueError("t must lie in [0, 1]")
+    p_mask = ((1 - eps) * t + eps).to(x.device)
+    masked = torch.rand(N, L, generator=g).to(x.device) < p_mask[:, None]
+    return MaskedBatch(torch.where(masked, mask_id, x), masked, p_mask)
+
+
+def masked_token_loss(
+    logits: torch.Tensor, x_0: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor
+) -> torch.Tensor:
+    """-log p_theta(x_0^i | x_t) / p_mask at masked positions, 0 elsewhere, shape ``(N, L)``.
+
+    The summand of Eq. 3 with the reference's 1 / p_mask weight; ``p_mask`` is ``(N,)``.
+    """
+    nll = -F.log_softmax(logits.float(), dim=-1).gather(-1, x_0[..., None])[..., 0]
+    return torch.where(masked, nll / p_mask[:, None], torch.zeros_like(nll))
+
+
+def mdm_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    mask_id: int,
+    eps: float = 1e-3,
+    generator: torch.Generator | int | None = None,
+) -> torch.Tensor:
+    """The pre-training loss (Eq. 3, Algorithm 1): sum of masked_token_loss over the batch / (N L)."""
+    batch = forward_mask(x, mask_id, eps=eps, generator=generator)
+    loss = masked_token_loss(model(batch.x_t), x, batch.masked, batch.p_mask)
+    return loss.sum() / x.numel()
+
+
+def _prompt_lengths(prompt_length: int | torch.Tensor, N: int, L: int, device) -> torch.Tensor:
+    """Per-row prompt lengths ``(N,)``, each in [0, L - 1] so every row has an answer."""
+    p = torch.as_tensor(prompt_length, device=device)
+    if p.dtype not in (torch.int32, torch.int64) or p.shape not in ((), (N,)):
+        raise ValueError(f"prompt_length must be an int or an integer tensor of shape ({N},), got {p.shape}")
+    p = p.long().expand(N)
+    if (p < 0).any() or (p >= L).any():
+        raise ValueError(f"prompt_length must lie in [0, {L - 1}] (the answer needs a token)")
+    return p
+
+
+def mdm_sft_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    prompt_length: int | torch.Tensor,
+    mask_id: int,
+    eps: float = 1e-3,
+    generator: torch.Generator | int | None = None,
+) -> torch.Tensor:
+    """Conditional training on (prompt, answer) rows (Eq. 5, Algorithm 2).
+
+    Row i is ``x[i, :P_i]`` (prompt, never masked) then the answer of length A_i = L - P_i
+    (padding included, as LLaDA treats its padding EOS tokens as answer tokens). The loss is
+    sum_i sum_j masked_token_loss[i, j] / A_i, divided by N.
+    """
+    check_tokens(x)
+    N, L = x.shape
+    P = _prompt_lengths(prompt_length, N, L, x.device)
+    batch = forward_mask(x, mask_id, eps=eps, generator=generator)
+    is_prompt = torch.arange(L, device=x.device) < P[:, None]
+    x_t = torch.where(is_prompt, x, batch.x_t)
+    masked = batch.masked & ~is_prompt
+    answer_length = (L - P).float()
+    loss = masked_token_loss(model(x_t), x, masked, batch.p_mask) / answer_length[:, None]
+    return loss.sum() / N
+
+
+def _fixed_count_masks(
+    N: int, S: int, L: int, P: torch.Tensor, g: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 6 draws: for S draws per row, l in {1..A} and exactly l random answer positions masked.
+
+    The S levels of one row are stratified: l_j = floor((j + u) A / S) + 1 with one u ~ U[0, 1)
+    per row, so each l_j is uniform on {1..A} and together they cover the levels evenly (the
+    reference spreads l over its batch the same way). Returns masks ``(N S, L)`` and weights
+    ``(N S,)`` = 1 / l: (A / l) sum_masked CE, divided by A to be per token.
+    """
+    A = (L - P).double()
+    u = torch.rand(N, 1, generator=g, dtype=torch.float64)
+    j = torch.arange(S, dtype=torch.float64)
+    level = (((j + u) / S) * A[:, None].cpu()).floor().long() + 1  # (N, S), in 1..A
+    level = torch.minimum(level, (L - P).cpu()[:, None]).reshape(-1)
+    scores = torch.rand(N * S, L, generator=g)
+    is_prompt = torch.arange(L) < P.cpu().repeat_interleave(S)[:, None]
+    scores = scores.masked_fill(is_prompt, 2.0)  # prompt positions rank last: never masked
+    rank = scores.argsort(dim=1).argsort(dim=1)
+    return rank < level[:, None], 1.0 / level.float()
+
+
+@torch.no_grad()
+def mdm_nll_bound(
+    model: nn.Module,
+    x: torch.Tensor,
+    mask_id: int,
+    n_samples: int = 128,
+    prompt_length: int | torch.Tensor = 0,
+    estimator: str = "fixed_count",
+    eps: float = 1e-3,
+    batch_size: int = 1024,
+    generator: torch.Generator | int | None = None,
+) -> torch.Tensor:
+    """Monte Carlo upper bound on -log p_theta(answer | prompt) per answer token, nats, shape ``(N,)``.
+
+    Each row is estimated from ``n_samples`` masked copies of it (LLaDA evaluates with 128).
+
+    ``'fixed_count'`` (default): Eq. 6, the lower-variance estimator of the reference's
+    ``get_log_likelihood``: l ~ U{1..A} over the A answer tokens, exactly l of them masked,
+    value (A / l) sum_masked -log p(x_0^i | x_t), divided by A. Per token this is the mean
+    cross-entropy over the l masked tokens. ``'random_t'``: Eq. 3 exactly as trained
+    (``forward_mask`` with ``eps``, weight 1 / p_mask), which has a much larger variance.
+
+    With the true conditionals both are unbiased for -log p(x) (every unmasking order
+    factorises p exactly); for any other predictor the expectation is an upper bound on the
+    model's NLL. ``.mean()`` over held-out rows estimates the NLL bound per token. The prompt
+    (``prompt_length`` tokens, an int or one per row) is never masked. Copies go through the
+    model ``batch_size`` rows at a time.
+    """
+    check_tokens(x)
+    check_positive_int(n_samples, "n_samples")
+    check_positive_int(batch_size, "batch_size")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    N, L = x.shape
+    P = _prompt_lengths(prompt_length, N, L, x.device)
+    g = as_generator(generator)
+    rows = x.repeat_interleave(n_samples, dim=0)
+    if estimator == "fixed_count":
+        masked, weight = _fixed_count_masks(N, n_samples, L, P, g)
+        masked, weight = masked.to(x.device), weight.to(x.device)
+        x_t = torch.where(masked, mask_id, rows)
+    else:
+        batch = forward_mask(rows, mask_id, eps=eps, generator=g)
+        is_prompt = torch.arange(L, device=x.device) < P.repeat_interleave(n_samples)[:, None]
+        x_t = torch.where(is_prompt, rows, batch.x_t)
+        masked = batch.masked & ~is_prompt
+        weight = 1.0 / (batch.p_mask * (L - P).repeat_interleave(n_samples))
+    values = torch.cat(
+        [
+            masked_token_loss(model(xt), x0, m, torch.ones(len(xt), device=x.device)).sum(1)
+            for xt, x0, m in zip(
+                x_t.split(batch_size), rows.split(batch_size), masked.split(batch_size), strict=True
+            )
+        ]
+    )
+    return (values * weight).view(N, n_samples).mean(1)
+
+
+# ------------------------------------------------------------------------------------- sampling
+
+
+def num_transfer_tokens(n_masked: int | torch.Tensor, steps: int) -> torch.Tensor:
+    """How many masks to unmask at each of ``steps`` steps, shape ``(N, steps)``.
+
+    The reverse process runs over ``steps`` equal intervals of t; with LLaDA's linear schedule
+    the expected number of tokens unmasked per interval is the same, so each step gets
+    n // steps and the first n % steps steps one more (the reference's get_num_transfer_tokens).
+    """
+    check_positive_int(steps, "steps")
+    n = torch.as_tensor(n_masked, dtype=torch.long).reshape(-1)
+    base, remainder = n // steps, n % steps
+    return base[:, None] + (torch.arange(steps, device=n.device) < remainder[:, None]).long()
+
+
+def _check_sampling(remasking: str, temperature: float, mask_id: int) -> float:
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
+    if not isinstance(mask_id, int):
+        raise TypeError(f"mask_id must be an int, got {type(mask_id).__name__}")
+    return check_temperature(temperature)
+
+
+def _unmask_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    n_keep: torch.Tensor,
+    editable: torch.Tensor,
+    temperature: float,
+    remasking: str,
+    mask_id: int,
+    g: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One reverse step: predict every mask, keep ``n_keep[i]`` predictions of row i, remask the rest.
+
+    Predictions are argmax(logits + temperature * Gumbel) in float64 (temperature 0: greedy).
+    Which predictions are kept: the ``n_keep`` masked positions inside ``editable`` with the
+    highest confidence, softmax(logits)[prediction] for ``'low_confidence'`` or U(0, 1) for
+    ``'random'``. The mask token itself is never predicted. Returns the new x and the
+    positions unmasked by this step.
+    """
+    logits = model(x).double()
+    logits[..., mask_id] = float("-inf")
+    x_0 = gumbel_argmax(logits, temperature, g)
+    if remasking == "low_confidence":
+        confidence = F.softmax(logits, dim=-1).gather(-1, x_0[..., None])[..., 0]
+    else:
+        confidence = torch.rand(x_0.shape, generator=g, dtype=torch.float64).to(x.device)
+    candidate = (x == mask_id) & editable
+    confidence = confidence.masked_fill(~candidate, float("-inf"))
+    rank = confidence.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    keep = (rank < n_keep[:, None]) & candidate
+    return torch.where(keep, x_0, x), keep
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prompt: torch.Tensor,
+    steps: int,
+    gen_length: int,
+    block_length: int | None = None,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    *,
+    mask_id: int,
+    generator: torch.Generator | int | None = None,
+    return_history: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``gen_length`` tokens after ``prompt`` with the reverse process (§2.4, Algorithms 4-5).
+
+    Args:
+        model: the mask predictor.
+        prompt: ``(N, P)`` token ids without masks; ``P = 0`` (shape ``(N, 0)``) samples
+            unconditionally.
+        steps: total number of reverse steps (model calls), at most ``gen_length`` and a
+            multiple of the number of blocks.
+        gen_length: number of tokens to generate; a multiple of ``block_length``.
+        block_length: length of the semi-autoregressive blocks (default ``gen_length``: one
+            block). Blocks are filled left to right with ``steps // n_blocks`` steps each; the
+            model always sees the whole sequence, later blocks still masked.
+        temperature: 0 for greedy predictions, else Gumbel-max sampling from
+            softmax(logits / temperature), as the reference's add_gumbel_noise.
+        remasking: ``'low_confidence'`` keeps the most probable predictions at each step
+            (confidence measured at temperature 1, as in the reference); ``'random'`` keeps
+            random ones.
+        mask_id: the mask token.
+        generator: a ``torch.Generator`` or int seed for the Gumbel noise and random remasking.
+        return_history: also return the step (0-based, over all blocks) at which every token
+            was unmasked, ``(N, P + gen_length)`` long, -1 for prompt tokens.
+
+    Returns:
+        ``(N, P + gen_length)`` token ids: the prompt unchanged, then the generated tokens (no
+        masks left); with ``return_history`` the pair ``(tokens, history)``.
+    """
+    check_tokens(prompt, "prompt", min_length=0)
+    for name, value in (("steps", steps), ("gen_length", gen_length)):
+        check_positive_int(value, name)
+    block_length = gen_length if block_length is None else check_positive_int(block_length, "block_length")
+    temperature = _check_sampling(remasking, temperature, mask_id)
+    if gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+    n_blocks = gen_length // block_length
+    if steps % n_blocks:
+        raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks ({n_blocks})")
+    if steps > gen_length:
+        raise ValueError(f"steps ({steps}) must be at most gen_length ({gen_length}): one token per step")
+    if (prompt == mask_id).any():
+        raise ValueError("prompt contains the mask token; use infill to fill masks inside a sequence")
+    g = as_generator(generator)
+    N, P = prompt.shape
+    x = torch.cat([prompt, torch.full((N, gen_length), mask_id, dtype=torch.long, device=prompt.device)], 1)
+    history = torch.full_like(x, -1)
+    steps_per_block = steps // n_blocks
+    per_step = num_transfer_tokens(block_length, steps_per_block)[0].to(x.device)
+    pos = torch.arange(x.shape[1], device=x.device)
+    for b in range(n_blocks):
+        start = P + b * block_length
+        in_block = (pos >= start) & (pos < start + block_length)
+        for i in range(steps_per_block):
+            x, kept = _unmask_step(
+                model, x, per_step[i].expand(N), in_block, temperature, remasking, mask_id, g
+            )
+            history[kept] = b * steps_per_block + i
+    return (x, history) if return_history else x
+
+
+@torch.no_grad()
+def infill(
+    model: nn.Module,
+    x: torch.Tensor,
+    steps: int,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    *,
+    mask_id: int,
+    generator: torch.Generator | int | None = None,
+    return_history: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Fill every mask of ``x`` ``(N, L)``, wherever it is, in ``steps`` reverse steps.
+
+    The same step as ``generate`` (one block spanning the whole sequence), but the visible
+    tokens may sit on both sides of the masks: e.g. the first name of a fact given the
+    second. Row i unmasks its n_i masks over the steps as ``num_transfer_tokens(n_i, steps)``.
+    ``return_history`` as in ``generate`` (-1 for tokens that were given).
+    """
+    check_tokens(x)
+    check_positive_int(steps, "steps")
+    temperature = _check_sampling(remasking, temperature, mask_id)
+    g = as_generator(generator)
+    per_step = num_transfer_tokens((x == mask_id).sum(1), steps).to(x.device)
+    history = torch.full_like(x, -1)
+    everywhere = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
+    for i in range(steps):
+        x, kept = _unmask_step(model, x, per_step[:, i], everywhere, temperature, remasking, mask_id, g)
+        history[kept] = i
+    return (x, history) if return_history else x
