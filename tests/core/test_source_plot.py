@@ -19,6 +19,14 @@ def test_show_source_is_the_real_source():
     assert repr(src).startswith("# toyalgos/diffusion/schedules.py:")
 
 
+def test_show_source_of_a_decorated_function_names_its_own_file():
+    from toyalgos.detection import decode
+
+    src = show_source(decode)
+    assert src.location.endswith("detection/yolo.py") and src.text.lstrip().startswith("@torch.no_grad()")
+    assert "def decode(" in src.text
+
+
 def test_show_source_rejects_non_code():
     with pytest.raises(TypeError, match="show_source"):
         show_source(3)

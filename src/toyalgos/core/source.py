@@ -17,6 +17,7 @@ class SourceCode:
 
     def __init__(self, obj: Any):
         try:
+            obj = inspect.unwrap(obj)  # a decorated function: the decorator's file is not the source's
             lines, first = inspect.getsourcelines(obj)
             path = inspect.getsourcefile(obj)
         except (TypeError, OSError) as err:
