@@ -75,7 +75,8 @@ def encode_targets(
 
     ``boxes[i]`` is (k_i, 4) xyxy in pixels. The cell containing a box's centre is
     responsible for it; when several centres fall in one cell, the cell keeps the largest
-    box (YOLO v1 can hold one object per cell: the others are lost, as in the paper).
+    box (YOLO v1 can hold one object per cell: the others are lost. Which one is kept is this
+    library's choice; darknet shuffles the boxes and keeps the first).
     """
     _check_grid(S, 1, C)
     if len(boxes) != len(labels):

@@ -8,7 +8,7 @@ bounds the model's negative log-likelihood (Eq. 4):
     L(theta) = -E_{t, x_0, x_t} [ 1/t sum_i 1[x_t^i = M] log p_theta(x_0^i | x_t) ]  >=  -E log p_theta(x_0)
 
 As in the reference training code, the masking probability is p_mask = (1 - eps) t + eps with
-eps = 1e-3 (no sequence goes unmasked), the weight is 1 / p_mask, and the weighted
+eps = 1e-3 (which caps the weight at 1 / eps when t is near 0), the weight is 1 / p_mask, and the weighted
 cross-entropies are summed and divided by N L, the number of tokens in the batch
 (``mdm_loss``). MDLM (Sahoo et al. 2024) masks with probability (1 - eps) t and weights by 1 / t;
 the two coincide at eps = 0. Conditional training (§2.3, Eq. 5, ``mdm_sft_loss``) never masks
@@ -30,8 +30,8 @@ continuation of a prompt, semi-autoregressive blocks, a few tokens per step (4-t
 28 tokens in blocks of 7, 16 steps: every sample valid, against about 70% with random
 remasking). With temperature sampling and several tokens per step it loses: the most confident
 positions are neighbours, and tokens drawn independently in one step break forbidden
-transitions. Random remasking with one token per step is exact: with the oracle it samples
-the chain itself.
+transitions. Random remasking with one token per step at temperature 1 is exact: with the
+oracle it samples the chain itself.
 
 The mask predictor is any ``model(tokens) -> logits (N, L, V)`` without a time input, e.g.
 ``TinyTransformer(..., causal=False)``.
@@ -157,8 +157,9 @@ def _fixed_count_masks(
     """Eq. 6 draws: for S draws per row, l in {1..A} and exactly l random answer positions masked.
 
     The S levels of one row are stratified: l_j = floor((j + u) A / S) + 1 with one u ~ U[0, 1)
-    per row, so each l_j is uniform on {1..A} and together they cover the levels evenly (the
-    reference spreads l over its batch the same way). Returns masks ``(N S, L)`` and weights
+    per row: a stratified sample of U{1..A} (j uniform on 0..S-1 with u would give exactly
+    U{1..A}), so their mean is unbiased and the levels are covered evenly (the reference
+    spreads l over its batch the same way). Returns masks ``(N S, L)`` and weights
     ``(N S,)`` = 1 / l: (A / l) sum_masked CE, divided by A to be per token.
     """
     A = (L - P).double()
@@ -195,11 +196,11 @@ def mdm_nll_bound(
     cross-entropy over the l masked tokens. ``'random_t'``: Eq. 3 exactly as trained
     (``forward_mask`` with ``eps``, weight 1 / p_mask), which has a much larger variance.
 
-    With the true conditionals both are unbiased for -log p(x) (every unmasking order
-    factorises p exactly); for any other predictor the expectation is an upper bound on the
-    model's NLL. ``.mean()`` over held-out rows estimates the NLL bound per token. The prompt
-    (``prompt_length`` tokens, an int or one per row) is never masked. Copies go through the
-    model ``batch_size`` rows at a time.
+    With the true conditionals ``'fixed_count'`` is unbiased for -log p(x) (every unmasking
+    order factorises p exactly), and so is ``'random_t'`` at eps = 0; for any other predictor
+    the expectation is an upper bound on the model's NLL. ``.mean()`` over held-out rows
+    estimates the NLL bound per token. The prompt (``prompt_length`` tokens, an int or one per
+    row) is never masked. Copies go through the model ``batch_size`` rows at a time.
     """
     check_tokens(x)
     check_positive_int(n_samples, "n_samples")

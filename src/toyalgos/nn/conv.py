@@ -4,8 +4,10 @@ A patchify stem (one convolution with kernel = stride = ``patch``, as in ViT and
 turns the image into a coarse grid at almost no cost; each further stage halves the
 resolution with a stride-2 3x3 convolution; ``depth`` 3x3 convolutions at the last
 resolution then mix each cell with its neighbours. Every convolution is followed by batch
-norm and a leaky ReLU (slope 0.1, as in YOLO). On a CPU this reaches a 64x64 image's 8x8
-grid for about a tenth of the arithmetic of the classic conv + max-pool ladder.
+norm and a leaky ReLU (slope 0.1, as in YOLO). For channels (32, 64) and depth 2 it needs 6.3 M
+multiply-adds per 64x64 image, against 14.2 M for a conv + max-pool ladder of widths (16, 32, 64,
+64); since it never holds full-resolution activations, a training step takes about a fifth of
+the ladder's time on a CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import nn
 
 
 def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    """Conv (no bias: batch norm has one) -> BatchNorm -> LeakyReLU(0.1); 3x3 kernels keep their size."""
+    """Conv (no bias: batch norm has one) -> BatchNorm -> LeakyReLU(0.1); odd kernels are padded so
+    that at stride 1 the spatial size is kept."""
     padding = kernel // 2 if kernel % 2 else 0
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
