@@ -14,6 +14,7 @@ from toyalgos.detection.yolo import (
     cell_boxes,
     decode,
     encode_targets,
+    kept_objects,
     yolo_loss,
 )
 
@@ -155,6 +156,26 @@ def test_encode_keeps_the_larger_box_in_a_large_batch():
     assert alone[0, 1, 1, 5] == 1  # the larger box, class 0, when encoded alone
     t = encode_targets(boxes, labels, S=4, C=3, image_size=64)
     assert torch.equal(t[-1], alone[0])  # an image's target must not depend on the batch
+
+
+def test_kept_objects_are_the_objects_in_the_target():
+    """Two centres in one cell: the larger is kept; every kept object sits in the target, none is lost."""
+    boxes = [
+        torch.tensor([[2.0, 2.0, 12.0, 12.0], [4.0, 4.0, 10.0, 10.0], [40.0, 40.0, 50.0, 50.0]]),
+        torch.zeros(0, 4),
+    ]
+    labels = [_long(0, 1, 2), torch.zeros(0, dtype=torch.long)]
+    kept = kept_objects(boxes, labels, S=4, C=3, image_size=64)
+    assert kept[0].tolist() == [True, False, True] and kept[1].shape == (0,)
+    s = make_shapes(200, n_objects=(2, 8), cluster=10.0, seed=33)
+    kept = kept_objects(s.boxes, s.labels, S=8, C=3, image_size=64)
+    target = encode_targets(s.boxes, s.labels, S=8, C=3, image_size=64)
+    assert [int(k.sum()) for k in kept] == target[..., 4].sum((1, 2)).int().tolist()
+    assert 0 < sum(int((~k).sum()) for k in kept)  # crowding loses some objects
+    for i in range(20):  # each kept object's box is what its cell stores
+        stored = cell_boxes(target[i, ..., :4], 8)[target[i, ..., 4] > 0] * 64
+        box = s.boxes[i][kept[i]]
+        assert torch.cdist(box, stored).amin(1).max() < 1e-3
 
 
 @pytest.mark.parametrize(

@@ -103,8 +103,13 @@ def test_log_prob_and_validity():
     assert source.log_prob(x)[0].item() == pytest.approx(math.log(pi[0] * 0.7 * 0.5), abs=1e-12)
     assert source.log_prob(x)[1].item() == -math.inf
     assert source.is_valid(x).tolist() == [True, False]
-    with pytest.raises(ValueError, match="only symbol tokens"):
-        source.log_prob(add_bos(x, source.tokenizer.bos_id))
+    # A special token or a mask anywhere: the source never emits it.
+    tok = source.tokenizer
+    odd = torch.stack(
+        [add_bos(x, tok.bos_id)[0, :3], torch.tensor([tok.offset, tok.mask_id, tok.offset + 1])]
+    )
+    assert source.log_prob(odd).tolist() == [-math.inf, -math.inf]
+    assert source.is_valid(odd).tolist() == [False, False]
 
 
 def test_markov_source_bad_input():

@@ -217,6 +217,29 @@ def test_one_token_per_step_when_steps_equal_gen_length(remasking):
         assert sorted(row.tolist()) == list(range(12))
 
 
+class Ramp(nn.Module):
+    """Predicts token 2 everywhere, more confidently the further right: logit 0.3 * position."""
+
+    def forward(self, x):
+        logits = torch.zeros(*x.shape, V)
+        logits[..., 2] = 0.3 * torch.arange(x.shape[1], dtype=torch.float32)
+        return logits
+
+
+def test_low_confidence_keeps_the_most_confident_predictions_first():
+    """With confidence rising to the right, low-confidence remasking unmasks right to left, two
+    per step; within blocks, right to left inside each block. Random remasking follows no order."""
+    prompt = data(2, 2)
+    _, history = generate(Ramp(), prompt, 4, 8, mask_id=MASK, return_history=True)
+    assert history[:, 2:].tolist() == [[3, 3, 2, 2, 1, 1, 0, 0]] * 2
+    _, history = generate(Ramp(), prompt, 4, 8, block_length=4, mask_id=MASK, return_history=True)
+    assert history[:, 2:].tolist() == [[1, 1, 0, 0, 3, 3, 2, 2]] * 2
+    _, history = generate(
+        Ramp(), data(50, 2), 8, 8, remasking="random", mask_id=MASK, generator=0, return_history=True
+    )
+    assert not (history[:, 2:] == torch.arange(7, -1, -1)).all(1).any()
+
+
 def test_blocks_are_generated_left_to_right():
     x, history = generate(tiny(), data(2, 3), 8, 12, block_length=3, mask_id=MASK, return_history=True)
     steps = history[:, 3:].view(2, 4, 3)  # 4 blocks of 3 tokens, 2 steps each

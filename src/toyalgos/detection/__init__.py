@@ -4,7 +4,7 @@ from .boxes import BOX_FORMATS, box_area, box_convert, box_iou, denormalize_boxe
 from .data import CLASSES, Shapes, hflip, make_shapes
 from .metrics import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mean_average_precision
 from .plot import class_legend, draw_boxes, draw_grid, show_image
-from .yolo import YOLOv1, cell_boxes, decode, encode_targets, yolo_loss
+from .yolo import YOLOv1, cell_boxes, decode, encode_targets, kept_objects, yolo_loss
 
 __all__ = [
     "BOX_FORMATS",
@@ -24,6 +24,7 @@ __all__ = [
     "draw_grid",
     "encode_targets",
     "hflip",
+    "kept_objects",
     "make_shapes",
     "mean_average_precision",
     "nms",

@@ -99,10 +99,9 @@ def make_shapes(
     top = torch.full((n, image_size, image_size), -1).scatter_reduce_(
         0, image_of.view(-1, 1, 1).expand_as(ranked), ranked, "amax"
     )
-    painted = top >= 0
-    shape_at = (first.view(-1, 1, 1) + top.clamp(min=0)).clamp(max=max(m - 1, 0))
     if m:
-        images = torch.where(painted.unsqueeze(1), colour[shape_at].permute(0, 3, 1, 2), images)
+        shape_at = (first.view(-1, 1, 1) + top).clamp(0, m - 1)  # unpainted pixels: any index, unused
+        images = torch.where((top >= 0).unsqueeze(1), colour[shape_at].permute(0, 3, 1, 2), images)
     images = images.clamp(0, 1)
     # The fraction of each shape's pixels left visible by the shapes drawn over it.
     on_top = masks & (top[image_of] == rank.view(-1, 1, 1))
@@ -135,5 +134,6 @@ def hflip(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor
             f"got {tuple(images.shape)} and {len(boxes)} box tensors"
         )
     width = images.shape[-1]
-    flipped = [torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1) for b in boxes]
-    return images.flip(-1), flipped
+    flat = torch.cat([box.reshape(-1, 4) for box in boxes]) if boxes else torch.zeros(0, 4)
+    flipped = torch.stack([width - flat[:, 2], flat[:, 1], width - flat[:, 0], flat[:, 3]], 1)
+    return images.flip(-1), list(flipped.split([len(box) for box in boxes]))

@@ -68,6 +68,46 @@ class YOLOv1(nn.Module):
         return torch.cat([boxes, classes], dim=-1)
 
 
+def _assign_cells(
+    boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], S: int, C: int, image_size: int
+) -> dict[str, torch.Tensor]:
+    """YOLO's target assignment for all objects of all images at once (see ``encode_targets``).
+
+    Returns, per object (concatenated over images): ``image``, ``cell`` (col, row), ``offset``
+    (the centre inside the cell), ``wh`` (relative), ``label`` and ``kept`` (True for the one
+    object its cell is responsible for).
+    """
+    _check_grid(S, 1, C)
+    if len(boxes) != len(labels):
+        raise ValueError(f"got {len(boxes)} box tensors but {len(labels)} label tensors")
+    counts = [len(b) for b in boxes]
+    all_boxes = torch.cat([b.reshape(-1, 4) for b in boxes]).float() if boxes else torch.zeros(0, 4)
+    all_labels = torch.cat([lab.reshape(-1) for lab in labels]).long() if labels else torch.zeros(0).long()
+    if (all_boxes[:, 2:] < all_boxes[:, :2]).any():
+        raise ValueError("boxes must be xyxy with x2 >= x1 and y2 >= y1")
+    if ((all_labels < 0) | (all_labels >= C)).any():
+        raise ValueError(f"labels must be in [0, {C}), got values {all_labels.unique().tolist()}")
+    image = torch.repeat_interleave(torch.arange(len(boxes)), torch.tensor(counts, dtype=torch.long))
+    xy = (all_boxes[:, :2] + all_boxes[:, 2:]) / 2 / image_size  # centre, relative
+    wh = (all_boxes[:, 2:] - all_boxes[:, :2]) / image_size
+    cell = (xy * S).floor().clamp(0, S - 1).long()  # (col, row)
+    # One object per cell: sort by (cell key, area) and keep the last (largest) of each key.
+    key = (image * S + cell[:, 1]) * S + cell[:, 0]
+    order = torch.argsort(wh.prod(1), stable=True)
+    order = order[torch.argsort(key[order], stable=True)]
+    _, per_key = torch.unique_consecutive(key[order], return_counts=True)
+    kept = torch.zeros(len(key), dtype=torch.bool)
+    kept[order[torch.cumsum(per_key, 0) - 1]] = True
+    return {
+        "image": image,
+        "cell": cell,
+        "offset": xy * S - cell,
+        "wh": wh,
+        "label": all_labels,
+        "kept": kept,
+    }
+
+
 def encode_targets(
     boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], S: int, C: int, image_size: int
 ) -> torch.Tensor:
@@ -76,39 +116,29 @@ def encode_targets(
     ``boxes[i]`` is (k_i, 4) xyxy in pixels. The cell containing a box's centre is
     responsible for it; when several centres fall in one cell, the cell keeps the largest
     box (YOLO v1 can hold one object per cell: the others are lost. Which one is kept is this
-    library's choice; darknet shuffles the boxes and keeps the first).
+    library's choice; darknet shuffles the boxes and keeps the first). ``kept_objects`` says
+    which objects made it.
     """
-    _check_grid(S, 1, C)
-    if len(boxes) != len(labels):
-        raise ValueError(f"got {len(boxes)} box tensors but {len(labels)} label tensors")
-    n = len(boxes)
-    target = torch.zeros(n, S, S, 5 + C)
-    counts = [len(b) for b in boxes]
-    if sum(counts) == 0:
-        return target
-    all_boxes = torch.cat([b.reshape(-1, 4) for b in boxes]).float()
-    all_labels = torch.cat([lab.reshape(-1) for lab in labels]).long()
-    if (all_boxes[:, 2:] < all_boxes[:, :2]).any():
-        raise ValueError("boxes must be xyxy with x2 >= x1 and y2 >= y1")
-    if ((all_labels < 0) | (all_labels >= C)).any():
-        raise ValueError(f"labels must be in [0, {C}), got values {all_labels.unique().tolist()}")
-    image = torch.repeat_interleave(torch.arange(n), torch.tensor(counts))
-    xy = (all_boxes[:, :2] + all_boxes[:, 2:]) / 2 / image_size  # centre, relative
-    wh = (all_boxes[:, 2:] - all_boxes[:, :2]) / image_size
-    cell = (xy * S).floor().clamp(0, S - 1).long()  # (col, row)
-    offset = xy * S - cell
-    # One object per cell: sort by (cell key, area) and keep the last (largest) of each key.
-    key = (image * S + cell[:, 1]) * S + cell[:, 0]
-    order = torch.argsort(wh.prod(1), stable=True)
-    order = order[torch.argsort(key[order], stable=True)]
-    _, per_key = torch.unique_consecutive(key[order], return_counts=True)
-    keep = order[torch.cumsum(per_key, 0) - 1]
-    i, r, c = image[keep], cell[keep, 1], cell[keep, 0]
-    target[i, r, c, 0:2] = offset[keep]
-    target[i, r, c, 2:4] = wh[keep]
+    a = _assign_cells(boxes, labels, S, C, image_size)
+    target = torch.zeros(len(boxes), S, S, 5 + C)
+    k = a["kept"]
+    i, r, c = a["image"][k], a["cell"][k, 1], a["cell"][k, 0]
+    target[i, r, c, 0:2] = a["offset"][k]
+    target[i, r, c, 2:4] = a["wh"][k]
     target[i, r, c, 4] = 1.0
-    target[i, r, c, 5 + all_labels[keep]] = 1.0
+    target[i, r, c, 5 + a["label"][k]] = 1.0
     return target
+
+
+def kept_objects(
+    boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], S: int, C: int, image_size: int
+) -> list[torch.Tensor]:
+    """Per image, a bool (k_i,): is the object a training target, i.e. the one its cell keeps?
+
+    The objects marked False share their cell with a larger one and are invisible to the loss.
+    """
+    a = _assign_cells(boxes, labels, S, C, image_size)
+    return list(a["kept"].split([len(b) for b in boxes]))
 
 
 def cell_boxes(xywh: torch.Tensor, S: int) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def check_tokens(x: object, name: str = "x", min_length: int = 1) -> None:
@@ -55,10 +54,3 @@ def gumbel_argmax(
         return logits.argmax(-1)
     u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).to(logits.device)
     return (logits.double() - temperature * torch.log(-torch.log(u))).argmax(-1)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    if p is None:
-        p = next(model.buffers(), None)
-    return p.device if p is not None else torch.device("cpu")

@@ -215,13 +215,12 @@ class MarkovSource:
             f"alphabet={self.tokenizer.alphabet!r})"
         )
 
-    def _states(self, x: torch.Tensor) -> torch.Tensor:
-        """Token ids -> state indices 0..K-1, refusing anything that is not a symbol."""
+    def _states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids -> state indices 0..K-1 (0 where not a symbol) and which rows are all symbols."""
         check_tokens(x)
         s = x.cpu() - self.tokenizer.offset
-        if (s < 0).any() or (s >= self.n_states).any():
-            raise ValueError("x must hold only symbol tokens of this source (no specials, no masks)")
-        return s
+        symbol = (s >= 0) & (s < self.n_states)
+        return s.clamp(0, self.n_states - 1), symbol.all(1)
 
     # ----------------------------------------------------------------------- sampling, scoring
 
@@ -239,16 +238,16 @@ class MarkovSource:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) = log pi(x^1) + sum_i log P[x^i, x^{i+1}] per sequence, float64 ``(N,)``.
 
-        ``-inf`` for a sequence that uses a forbidden transition.
+        ``-inf`` for a sequence the source cannot emit: a forbidden transition, or any
+        non-symbol token (a special token or a mask, e.g. in a model's sample).
         """
-        s = self._states(x)
-        first = self.stationary[s[:, 0]].log()
-        return first + self.transition[s[:, :-1], s[:, 1:]].log().sum(1)
+        s, symbols = self._states(x)
+        log_p = self.stationary[s[:, 0]].log() + self.transition[s[:, :-1], s[:, 1:]].log().sum(1)
+        return torch.where(symbols, log_p, -math.inf)
 
     def is_valid(self, x: torch.Tensor) -> torch.Tensor:
-        """True for the sequences whose every transition has positive probability, bool ``(N,)``."""
-        s = self._states(x)
-        return (self.transition[s[:, :-1], s[:, 1:]] > 0).all(1)
+        """True for the sequences the source can emit (``log_prob > -inf``), bool ``(N,)``."""
+        return self.log_prob(x) > -math.inf
 
     # ----------------------------------------------------------------------------- entropies
 
