@@ -1,16 +1,27 @@
-"""Cross-cutting helpers: seeding, devices, the training loop, plotting and ``show_source``."""
+"""Cross-cutting helpers: seeding, randomness, result types, checks, modes, the training loop,
+plotting and ``show_source``."""
 
+from . import checks
+from .modes import evaluating
 from .plot import image_grid, plot_losses, scatter2d, set_style, smooth, subplots
+from .results import History, Loss, Samples
+from .rng import numpy_rng
 from .seed import get_device, seed_everything
 from .source import SourceCode, show_source
 from .train import lr_factor, make_optimizer, train
 
 __all__ = [
+    "History",
+    "Loss",
+    "Samples",
     "SourceCode",
+    "checks",
+    "evaluating",
     "get_device",
     "image_grid",
     "lr_factor",
     "make_optimizer",
+    "numpy_rng",
     "plot_losses",
     "scatter2d",
     "seed_everything",

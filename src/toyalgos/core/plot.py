@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .results import History
+
 STYLE = {
     "figure.dpi": 80,
     "savefig.dpi": 80,
@@ -60,18 +62,21 @@ def smooth(values: np.ndarray | Sequence[float], window: int) -> np.ndarray:
 
 
 def plot_losses(
-    histories: Mapping[str, np.ndarray] | np.ndarray,
+    histories: Mapping[str, History | np.ndarray] | History | np.ndarray,
     ax: plt.Axes | None = None,
     window: int = 50,
     log: bool = True,
 ) -> plt.Axes:
-    """Loss curves (one per entry of ``histories``), smoothed, optionally on a log scale."""
+    """Loss curves (one per entry of ``histories``), smoothed, optionally on a log scale.
+
+    An entry is what ``train`` returns (a ``History``; its total loss is drawn) or an array.
+    """
     if ax is None:
         _, (ax,) = subplots(1, size=3.6)
     if not isinstance(histories, Mapping):
         histories = {"loss": histories}
     for name, h in histories.items():
-        ax.plot(smooth(h, window), label=name, lw=1)
+        ax.plot(smooth(h.loss if isinstance(h, History) else h, window), label=name, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if log:

@@ -1,8 +1,10 @@
 """The one training loop every topic uses.
 
-It is deliberately small: draw a batch, compute ``loss_fn(batch)``, step the optimiser,
-record the loss. What a topic trains (a denoiser, a language model, a CTR model) lives in
-its ``loss_fn``; the loop knows nothing about it.
+It is deliberately small: draw a batch, compute ``loss_fn(model, *batch)``, step the
+optimiser, record the loss (and its terms, for a loss that returns ``Loss``). What a topic
+trains (a denoiser, a language model, a CTR model) lives in its loss; the loop knows nothing
+about it. Every loss in the library has this contract; bind its options with
+``functools.partial``, e.g. ``partial(mdm_loss, mask_id=tok.mask_id, generator=g)``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .checks import check_generator, check_number, check_positive_int
+from .results import History, Loss
 
 Batch = Any
 DataSource = torch.Tensor | tuple[torch.Tensor, ...] | Callable[[], Batch] | Iterable[Batch]
@@ -92,7 +97,7 @@ def _batches(
 
 def train(
     model: nn.Module,
-    loss_fn: Callable[..., torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor | Loss],
     data: DataSource,
     *,
     steps: int,
@@ -107,13 +112,13 @@ def train(
     generator: torch.Generator | None = None,
     progress: bool = True,
     desc: str = "training",
-) -> np.ndarray:
+) -> History:
     """Minimise ``loss_fn`` over ``model``'s parameters for ``steps`` optimiser steps.
 
     Args:
-        model: the module whose parameters are optimised (``loss_fn`` calls it).
-        loss_fn: called as ``loss_fn(batch)``, or ``loss_fn(*batch)`` when the batch is a
-            tuple; returns a scalar tensor.
+        model: the module whose parameters are optimised.
+        loss_fn: called as ``loss_fn(model, batch)``, or ``loss_fn(model, *batch)`` when the
+            batch is a tuple; returns a scalar tensor, or a ``Loss`` whose terms are recorded.
         data: a tensor or tuple of tensors (minibatches of ``batch_size`` rows drawn with
             replacement using ``generator``), a zero-argument callable returning a fresh batch,
             or an iterable of batches (cycled).
@@ -127,16 +132,16 @@ def train(
         progress: show a tqdm progress bar.
 
     Returns:
-        The loss at every step, shape ``(steps,)``.
+        ``History(loss, terms)``: the loss at every step, shape ``(steps,)``, and for a loss
+        that returns ``Loss`` each term's values (an empty dict otherwise). The model is left
+        in eval mode, ready to be evaluated.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if ema_decay is not None and not 0 < ema_decay < 1:
-        raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
+    check_positive_int(steps, "steps")
+    check_positive_int(batch_size, "batch_size")
+    check_number(lr, "lr", 0, low_open=True)
+    check_generator(generator)
+    if ema_decay is not None:
+        check_number(ema_decay, "ema_decay", 0, 1, low_open=True, high_open=True)
     lr_factor(0, steps, lr_schedule)  # validates the schedule name early
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -146,6 +151,7 @@ def train(
     batches = _batches(data, batch_size, generator, device)
     ema = [p.detach().clone() for p in params] if ema_decay is not None else None
     losses = np.empty(steps)
+    terms: dict[str, np.ndarray] = {}
     model.train()
     # At most one refresh a second: a notebook kernel queues every refresh as a message, and
     # a client that reads them only after the cell can lose the overflow (and the cell's end).
@@ -154,9 +160,10 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr * lr_factor(step, steps, lr_schedule, warmup)
         batch = next(batches)
-        loss = loss_fn(*batch) if isinstance(batch, tuple) else loss_fn(batch)
-        if loss.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        out = loss_fn(model, *batch) if isinstance(batch, tuple) else loss_fn(model, batch)
+        loss = out.total if isinstance(out, Loss) else out
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar tensor or a Loss, got {type(out).__name__}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -164,8 +171,12 @@ def train(
         opt.step()
         if ema is not None:
             with torch.no_grad():
-                torch._foreach_lerp_(ema, params, 1.0 - ema_decay)
+                for avg, p in zip(ema, params, strict=True):
+                    avg.lerp_(p, 1.0 - ema_decay)
         losses[step] = loss.item()
+        if isinstance(out, Loss):
+            for name, value in out.terms.items():
+                terms.setdefault(name, np.empty(steps))[step] = float(value)
         if progress and (step % max(1, steps // 50) == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{losses[max(0, step - 49) : step + 1].mean():.4f}", refresh=False)
     if ema is not None:
@@ -173,4 +184,4 @@ def train(
             for p, avg in zip(params, ema, strict=True):
                 p.copy_(avg)
     model.eval()
-    return losses
+    return History(losses, terms)
