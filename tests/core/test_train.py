@@ -1,9 +1,11 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from toyalgos.core import lr_factor, seed_everything, train
+from toyalgos.core import Loss, lr_factor, seed_everything, train
 
 
 def _regression(n=512, generator=None):
@@ -13,13 +15,17 @@ def _regression(n=512, generator=None):
     return x, y
 
 
+def _mse(model, xb, yb):
+    return ((model(xb) - yb) ** 2).mean()
+
+
 def test_reaches_least_squares_solution():
     g = seed_everything(0)
     x, y = _regression(generator=g)
     model = nn.Linear(3, 1)
-    losses = train(
+    history = train(
         model,
-        lambda xb, yb: ((model(xb) - yb) ** 2).mean(),
+        _mse,
         (x, y),
         steps=1500,
         batch_size=128,
@@ -33,8 +39,8 @@ def test_reaches_least_squares_solution():
     sol = torch.linalg.lstsq(design, y).solution.squeeze()
     fitted = torch.cat([model.weight.detach().squeeze(), model.bias.detach()])
     assert torch.allclose(fitted, sol, atol=5e-3)
-    assert losses.shape == (1500,)
-    assert losses[-100:].mean() < 0.01 * losses[:10].mean()
+    assert history.loss.shape == (1500,) and history.terms == {}
+    assert history.loss[-100:].mean() < 0.01 * history.loss[:10].mean()
 
 
 def test_same_seed_same_losses():
@@ -43,11 +49,7 @@ def test_same_seed_same_losses():
         g = seed_everything(7)
         model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
         x, y = _regression(generator=g)
-
-        def mse(a, b, model=model):
-            return ((model(a) - b) ** 2).mean()
-
-        runs.append(train(model, mse, (x, y), steps=50, generator=g, progress=False))
+        runs.append(train(model, _mse, (x, y), steps=50, generator=g, progress=False).loss)
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -56,9 +58,9 @@ def test_callable_and_iterable_data():
     batches = [torch.ones(4, 1), 2 * torch.ones(4, 1)]
     seen = []
 
-    def loss_fn(b):
+    def loss_fn(m, b):
         seen.append(b[0, 0].item())
-        return model(b).pow(2).mean()
+        return m(b).pow(2).mean()
 
     train(model, loss_fn, batches, steps=5, progress=False)
     assert seen == [1.0, 2.0, 1.0, 2.0, 1.0]  # an iterable is cycled in order
@@ -75,7 +77,7 @@ def test_ema_matches_manual_average():
     decay, lr, steps = 0.9, 0.1, 20
     train(
         model,
-        lambda _: 2.0 * w.sum(),
+        lambda m, _: 2.0 * m.w.sum(),
         lambda: None,
         steps=steps,
         lr=lr,
@@ -113,18 +115,39 @@ def test_lr_factor():
 def test_bad_arguments(kwargs, error, match):
     model = nn.Linear(1, 1)
     with pytest.raises(error, match=match):
-        train(model, lambda b: model(b).mean(), torch.ones(4, 1), progress=False, **kwargs)
+        train(model, lambda m, b: m(b).mean(), torch.ones(4, 1), progress=False, **kwargs)
 
 
 def test_bad_data_and_loss():
     model = nn.Linear(1, 1)
     with pytest.raises(ValueError, match="first dimension"):
         train(
-            model, lambda a, b: model(a).mean(), (torch.ones(4, 1), torch.ones(3, 1)), steps=1, progress=False
+            model, lambda m, a, b: m(a).mean(), (torch.ones(4, 1), torch.ones(3, 1)), steps=1, progress=False
         )
     with pytest.raises(ValueError, match="scalar"):
-        train(model, lambda b: model(b), torch.ones(4, 1), steps=1, progress=False)
+        train(model, lambda m, b: m(b), torch.ones(4, 1), steps=1, progress=False)
     with pytest.raises(TypeError, match="data must be"):
-        train(model, lambda b: model(b).mean(), 3, steps=1, progress=False)
+        train(model, lambda m, b: m(b).mean(), 3, steps=1, progress=False)
     with pytest.raises(ValueError, match="empty"):
-        train(model, lambda b: model(b).mean(), [], steps=1, progress=False)
+        train(model, lambda m, b: m(b).mean(), [], steps=1, progress=False)
+    with pytest.raises(TypeError, match="generator"):
+        train(model, lambda m, b: m(b).mean(), torch.ones(4, 1), steps=1, generator=0, progress=False)
+
+
+def test_loss_terms_are_recorded_and_partial_binds_options():
+    """A loss returning ``Loss`` has its terms recorded step by step; options come through partial."""
+    model = nn.Linear(1, 1)
+
+    def two_terms(m, b, *, weight):
+        a, c = m(b).pow(2).mean(), m.weight.pow(2).sum()
+        return Loss(a + weight * c, {"fit": a, "decay": c})
+
+    history = train(model, partial(two_terms, weight=0.5), torch.ones(8, 1), steps=4, progress=False)
+    assert set(history.terms) == {"fit", "decay"}
+    np.testing.assert_allclose(history.loss, history.terms["fit"] + 0.5 * history.terms["decay"], rtol=1e-6)
+
+
+def test_leaves_model_in_eval_mode():
+    model = nn.Sequential(nn.Linear(1, 4), nn.Dropout(0.5), nn.Linear(4, 1))
+    train(model, lambda m, b: m(b).mean(), torch.ones(4, 1), steps=1, progress=False)
+    assert not any(m.training for m in model.modules())

@@ -51,7 +51,7 @@ def check_number(
 def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
     """``value`` if it is one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(map(repr, choices))}, got {value!r}")
+        raise ValueError(f"{name} must be one of [{', '.join(map(repr, choices))}], got {value!r}")
     return value
 
 

@@ -176,7 +176,7 @@ def train(
         losses[step] = loss.item()
         if isinstance(out, Loss):
             for name, value in out.terms.items():
-                terms.setdefault(name, np.empty(steps))[step] = float(value)
+                terms.setdefault(name, np.empty(steps))[step] = value.item()
         if progress and (step % max(1, steps // 50) == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{losses[max(0, step - 49) : step + 1].mean():.4f}", refresh=False)
     if ema is not None:
