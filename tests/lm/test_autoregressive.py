@@ -1,18 +1,28 @@
+from functools import partial
+
 import pytest
 import torch
 
-from toyalgos.lm import MarkovOracle, MarkovSource, TinyTransformer, add_bos, ar_generate, ar_loss, ar_nll
+from toyalgos.core import Samples, train
+from toyalgos.lm import MarkovOracle, MarkovSource, add_bos, ar_generate, ar_loss, ar_nll
+from toyalgos.nn import Transformer, TransformerConfig
 
 V, PAD = 9, 0
 
 
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
 def tiny(causal=True, seed=0):
     torch.manual_seed(seed)
-    return TinyTransformer(V, d_model=16, n_layers=1, n_heads=2, max_len=16, causal=causal).eval()
+    return Transformer(
+        TransformerConfig(V, d_model=16, n_layers=1, n_heads=2, max_len=16, causal=causal)
+    ).eval()
 
 
 def batch_with_padding():
-    x = torch.randint(1, V, (4, 7), generator=torch.Generator().manual_seed(0))
+    x = torch.randint(1, V, (4, 7), generator=gen(0))
     x[1, 5:] = PAD
     x[3, 3:] = PAD
     return x
@@ -41,9 +51,18 @@ def test_ar_loss_is_the_token_mean_and_ignores_padding():
     assert ar_loss(model, full).item() == pytest.approx(ar_nll(model, full).mean().item(), abs=1e-6)
 
 
+def test_ar_loss_trains_with_the_plain_train_loop():
+    """The loss contract: train(model, ar_loss, data), and partial for the options."""
+    model = tiny()
+    x = torch.randint(1, V, (64, 6), generator=gen(1))
+    before = ar_loss(model, x).item()
+    history = train(model, partial(ar_loss, pad_id=PAD), x, steps=30, batch_size=16, lr=1e-2, progress=False)
+    assert history.loss.shape == (30,) and ar_loss(model, x).item() < before
+
+
 def test_oracle_ar_nll_is_the_exact_log_likelihood():
-    source = MarkovSource.random(6, 2, seed=1)
-    x = source.sample(32, 10, generator=0)
+    source = MarkovSource.random(6, 2, generator=gen(1))
+    x = source.sample(32, 10, generator=gen(0))
     nll = ar_nll(MarkovOracle(source, causal=True), add_bos(x, source.tokenizer.bos_id))
     assert torch.allclose(nll.double(), -source.log_prob(x) / 10, atol=1e-5)
 
@@ -51,20 +70,31 @@ def test_oracle_ar_nll_is_the_exact_log_likelihood():
 def test_ar_generate_keeps_the_prompt_and_is_seeded():
     model = tiny()
     prompt = torch.randint(V, (3, 2))
-    a = ar_generate(model, prompt, 6, temperature=1.0, generator=7)
+    out = ar_generate(model, prompt, 6, temperature=1.0, generator=gen(7))
+    assert isinstance(out, Samples) and out.nfe == 6 and out.trajectory is None
+    a = out.x
     assert a.shape == (3, 8) and torch.equal(a[:, :2], prompt)
-    assert torch.equal(
-        a, ar_generate(model, prompt, 6, temperature=1.0, generator=torch.Generator().manual_seed(7))
-    )
-    assert not torch.equal(a, ar_generate(model, prompt, 6, temperature=1.0, generator=8))
-    greedy = ar_generate(model, prompt, 6, temperature=0.0)
-    assert torch.equal(greedy, ar_generate(model, prompt, 6, temperature=1.0, top_k=1, generator=3))
+    assert torch.equal(a, ar_generate(model, prompt, 6, temperature=1.0, generator=gen(7)).x)
+    assert not torch.equal(a, ar_generate(model, prompt, 6, temperature=1.0, generator=gen(8)).x)
+    greedy = ar_generate(model, prompt, 6, temperature=0.0).x
+    assert torch.equal(greedy, ar_generate(model, prompt, 6, temperature=1.0, top_k=1, generator=gen(3)).x)
+
+
+def test_ar_evaluation_restores_the_callers_mode():
+    model = tiny().train()
+    prompt = torch.randint(V, (2, 2))
+    ar_generate(model, prompt, 3, generator=gen(0))
+    ar_nll(model, add_bos(prompt, 2))
+    assert all(m.training for m in model.modules())
+    model.eval()
+    ar_generate(model, prompt, 3, generator=gen(0))
+    assert not any(m.training for m in model.modules())
 
 
 def test_ar_generate_from_the_oracle_gives_valid_sequences():
-    source = MarkovSource.random(8, 2, seed=0)
+    source = MarkovSource.random(8, 2, generator=gen(0))
     bos = source.tokenizer.bos_id
-    x = ar_generate(MarkovOracle(source, causal=True), torch.full((50, 1), bos), 12, generator=0)
+    x = ar_generate(MarkovOracle(source, causal=True), torch.full((50, 1), bos), 12, generator=gen(0)).x
     assert source.is_valid(x[:, 1:]).all()
 
 
@@ -78,6 +108,8 @@ def test_ar_bad_input():
         ar_generate(model, torch.zeros(2, 1, dtype=torch.long), 3, top_k=0)
     with pytest.raises(ValueError, match="temperature"):
         ar_generate(model, torch.zeros(2, 1, dtype=torch.long), 3, temperature=-1.0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), 3, generator=7)
     with pytest.raises(ValueError, match="causal model"):
         ar_loss(tiny(causal=False), torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="at least 2"):

@@ -1,52 +1,54 @@
 """Language models at toy scale: an autoregressive Transformer and a masked diffusion one (LLaDA).
 
-``data`` holds corpora with a known entropy (``MarkovSource``) and the reversal-curse facts;
-``TinyTransformer`` is the one network both models use (``causal=True`` or ``False``);
-``autoregressive`` and ``masked_diffusion`` hold the objectives, likelihoods and samplers.
+``tokenizer`` holds the character tokenizer and its special tokens; ``markov`` a corpus with a
+known entropy (``MarkovSource``) and its Bayes-optimal predictor (``MarkovOracle``); ``facts``
+the reversal-curse facts. The network is ``toyalgos.nn.Transformer`` (``causal=True`` or
+``False`` in its config). ``autoregressive`` and ``diffusion.masked`` hold the objectives,
+likelihoods and samplers; ``checks`` the token-batch check and ``sampling`` the Gumbel-max
+draw they share.
 """
 
-from . import data
+from . import diffusion
 from .autoregressive import ar_generate, ar_loss, ar_nll
-from .data import (
-    CharTokenizer,
-    MarkovOracle,
-    MarkovSource,
-    add_bos,
-    fact_sequences,
-    reversal_pairs,
-)
-from .masked_diffusion import (
+from .checks import check_tokens
+from .diffusion import (
     MaskedBatch,
     forward_mask,
-    generate,
-    infill,
     masked_token_loss,
+    mdm_generate,
+    mdm_infill,
     mdm_loss,
     mdm_nll_bound,
     mdm_sft_loss,
     num_transfer_tokens,
+    unmasking_steps,
 )
-from .transformer import TinyTransformer
+from .facts import fact_sequences, reversal_pairs
+from .markov import MarkovOracle, MarkovSource
+from .sampling import gumbel_argmax
+from .tokenizer import CharTokenizer, add_bos
 
 __all__ = [
     "CharTokenizer",
     "MarkovOracle",
     "MarkovSource",
     "MaskedBatch",
-    "TinyTransformer",
     "add_bos",
     "ar_generate",
     "ar_loss",
     "ar_nll",
-    "data",
+    "check_tokens",
+    "diffusion",
     "fact_sequences",
     "forward_mask",
-    "generate",
-    "infill",
+    "gumbel_argmax",
     "masked_token_loss",
+    "mdm_generate",
+    "mdm_infill",
     "mdm_loss",
     "mdm_nll_bound",
     "mdm_sft_loss",
     "num_transfer_tokens",
     "reversal_pairs",
+    "unmasking_steps",
 ]

@@ -4,11 +4,15 @@ import math
 import pytest
 import torch
 
-from toyalgos.lm import CharTokenizer, MarkovOracle, MarkovSource, add_bos, fact_sequences, reversal_pairs
+from toyalgos.lm import MarkovOracle, MarkovSource, add_bos
 
 TINY = torch.tensor(
     [[0.0, 0.7, 0.3], [0.5, 0.0, 0.5], [1.0, 0.0, 0.0]], dtype=torch.float64
 )  # a sparse 3-state chain
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
 
 
 def all_sequences(source, length):
@@ -18,51 +22,27 @@ def all_sequences(source, length):
     return x, source.log_prob(x).exp()
 
 
-# --------------------------------------------------------------------------------- tokenizer
-
-
-def test_tokenizer_ids_round_trip_and_batches():
-    tok = CharTokenizer("abc")
-    assert (tok.pad_id, tok.mask_id, tok.bos_id, tok.eos_id, tok.sep_id) == (0, 1, 2, 3, 4)
-    assert tok.vocab_size == 8
-    ids = tok.encode("cab", bos=True, eos=True)
-    assert ids.tolist() == [2, 7, 5, 6, 3]
-    assert tok.decode(ids) == "cab"
-    assert tok.decode(ids, strip=False) == "^cab$"
-    batch = tok.encode_batch(["ab", "c"], length=4)
-    assert batch.tolist() == [[5, 6, 0, 0], [7, 0, 0, 0]]
-    assert tok.decode(batch) == ["ab", "c"]
-    assert tok.decode(torch.tensor([5, 1, 4, 6])) == "a_>b"
-
-
-def test_tokenizer_bad_input():
-    with pytest.raises(ValueError, match="repeated"):
-        CharTokenizer("aba")
-    with pytest.raises(ValueError, match="glyphs"):
-        CharTokenizer("a_")
-    with pytest.raises(ValueError, match="not in the alphabet"):
-        CharTokenizer("ab").encode("abc")
-    with pytest.raises(ValueError, match="more than length"):
-        CharTokenizer("ab").encode_batch(["abab"], length=3)
-
-
-def test_add_bos():
-    x = torch.tensor([[5, 6], [7, 8]])
-    assert add_bos(x, 2).tolist() == [[2, 5, 6], [2, 7, 8]]
-
-
 # ----------------------------------------------------------------------------- Markov source
 
 
 def test_random_chain_is_sparse_irreducible_and_seeded():
-    a, b = MarkovSource.random(12, 3, seed=0), MarkovSource.random(12, 3, seed=0)
+    a, b = MarkovSource.random(12, 3, generator=gen(0)), MarkovSource.random(12, 3, generator=gen(0))
     assert torch.equal(a.transition, b.transition)
-    assert not torch.equal(a.transition, MarkovSource.random(12, 3, seed=1).transition)
+    assert not torch.equal(a.transition, MarkovSource.random(12, 3, generator=gen(1)).transition)
     P = a.transition
     assert torch.allclose(P.sum(1), torch.ones(12, dtype=P.dtype))
     assert ((P > 0).sum(1) <= 3).all()
     assert torch.allclose(a.stationary @ P, a.stationary, atol=1e-12)
     assert 0.5 < a.entropy_rate() < 1.2
+
+
+def test_random_chain_uses_the_given_generator_only():
+    torch.manual_seed(0)
+    g = gen(7)
+    a = MarkovSource.random(8, 2, generator=g)
+    torch.manual_seed(1)  # the global state plays no part
+    assert torch.equal(a.transition, MarkovSource.random(8, 2, generator=gen(7)).transition)
+    assert not torch.equal(g.get_state(), gen(7).get_state())  # the chain was drawn from g
 
 
 @pytest.mark.parametrize("length", [1, 2, 5])
@@ -86,8 +66,8 @@ def test_entropy_closed_form_of_a_known_chain():
 
 def test_samples_follow_the_chain_and_are_seeded():
     source = MarkovSource(TINY)
-    x = source.sample(20_000, 6, generator=0)
-    assert torch.equal(x, source.sample(20_000, 6, generator=torch.Generator().manual_seed(0)))
+    x = source.sample(20_000, 6, generator=gen(0))
+    assert torch.equal(x, source.sample(20_000, 6, generator=gen(0)))
     assert source.is_valid(x).all()
     s = x - source.tokenizer.offset
     freq = torch.bincount(s[:, 3], minlength=3).double() / len(s)
@@ -121,6 +101,12 @@ def test_markov_source_bad_input():
         MarkovSource([[1.0, 0.0]])
     with pytest.raises(ValueError, match="branching"):
         MarkovSource.random(4, 5)
+    with pytest.raises(ValueError, match="concentration"):
+        MarkovSource.random(4, 2, concentration=0.0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        MarkovSource.random(4, 2, generator=0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        MarkovSource(TINY).sample(2, 3, generator=0)
 
 
 # --------------------------------------------------------------------------------- oracle
@@ -131,7 +117,7 @@ def test_bidirectional_oracle_matches_brute_force_conditionals():
     tok = source.tokenizer
     L = 5
     seqs, p = all_sequences(source, L)
-    g = torch.Generator().manual_seed(0)
+    g = gen(0)
     x0 = source.sample(6, L, generator=g)
     masked = torch.rand(6, L, generator=g) < 0.6
     masked[0] = True  # nothing visible: the marginals are pi
@@ -154,35 +140,3 @@ def test_causal_oracle_predicts_the_next_symbol():
     assert torch.allclose(probs[0], source.stationary, atol=1e-6)  # after <bos>
     assert torch.allclose(probs[1], source.transition[0], atol=1e-6)  # after 'a'
     assert torch.allclose(probs[2], source.transition[1], atol=1e-6)  # after 'b'
-
-
-# -------------------------------------------------------------------------------- reversal
-
-
-def test_reversal_pairs_are_a_seeded_bijection():
-    pairs = reversal_pairs(200, seed=3)
-    assert pairs == reversal_pairs(200, seed=3)
-    assert pairs != reversal_pairs(200, seed=4)
-    firsts, seconds = zip(*pairs, strict=True)
-    assert len(set(firsts)) == 200 and len(set(seconds)) == 200
-    assert all(len(a) == 3 and set(a) <= set("ABCDEFGHIJ") for a in firsts)
-    assert all(len(b) == 3 and set(b) <= set("klmnopqrst") for b in seconds)
-
-
-def test_fact_sequences_layout():
-    pairs = [("AB", "kl"), ("BA", "lk")]
-    tok = CharTokenizer("ABkl")
-    x = fact_sequences(pairs, tok)
-    assert x.shape == (2, 7)
-    assert (x[:, 0] == tok.bos_id).all() and (x[:, 3] == tok.sep_id).all() and (x[:, -1] == tok.eos_id).all()
-    assert tok.decode(x) == ["AB>kl", "BA>lk"]
-    assert tok.decode(fact_sequences(pairs, tok, reverse=True)) == ["kl>AB", "lk>BA"]
-
-
-def test_reversal_bad_input():
-    with pytest.raises(ValueError, match="at most"):
-        reversal_pairs(101, name_length=2)
-    with pytest.raises(ValueError, match="disjoint"):
-        reversal_pairs(5, first="abc", second="cde")
-    with pytest.raises(ValueError, match="same length"):
-        fact_sequences([("AB", "k"), ("A", "l")], CharTokenizer("ABkl"))

@@ -1,4 +1,4 @@
-"""Toy corpora whose true entropy is known: a sparse Markov chain, and facts for the reversal curse.
+"""A toy corpus whose true entropy is known: a sparse Markov chain, and its Bayes-optimal predictor.
 
 Why a Markov chain. A language model's test NLL can only be judged against the entropy of the
 text, which real text never reveals. A stationary first-order Markov chain over a dozen symbols
@@ -6,19 +6,15 @@ gives it exactly (``MarkovSource.entropy_per_token``), scores any sample exactly
 (``log_prob``), and says when a sample is impossible (``is_valid``: it uses a transition of
 probability zero). ``MarkovSource.random`` makes the chain sparse: every symbol has only
 ``branching`` (default 3) possible successors, with Dirichlet(1) weights, so a few transitions
-are strong and the rest forbidden. The default chain (12 symbols, seed 0) has an entropy rate
-of 0.919 nats per token, 0.964 per token on 32-token sequences (the first token costs H(pi) =
-2.36): a model has something to learn and a perfect one stays far from 0. Forbidden
+are strong and the rest forbidden. The chain of
+``MarkovSource.random(generator=torch.Generator().manual_seed(0))`` (12 symbols) has an entropy
+rate of 0.893 nats per token, 0.935 per token on 32-token sequences (the first token costs
+H(pi) = 2.22): a model has something to learn and a perfect one stays far from 0. Forbidden
 transitions make invalid samples easy to spot, and the conditionals a masked model needs,
 p(x^i | nearest visible neighbours), are powers of the transition matrix (``MarkovOracle``,
-the Bayes-optimal predictor). Twelve symbols and sequences of 32 tokens are small enough for
-a two-layer Transformer to learn on a CPU in a minute.
-
-The reversal experiment needs facts "A -> B" between two sets of names: ``reversal_pairs``
-draws a fixed random bijection, ``fact_sequences`` lays each fact out as
-``<bos> A <sep> B <eos>``.
-
-Token ids come from ``CharTokenizer``: five special tokens first, then one id per character.
+the Bayes-optimal predictor, which lives here beside the source it is exact for). Twelve
+symbols and sequences of 32 tokens are small enough for a two-layer Transformer to learn on a
+CPU in a minute.
 """
 
 from __future__ import annotations
@@ -31,92 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import as_generator, check_positive_int, check_tokens
+from toyalgos.core import numpy_rng
+from toyalgos.core.checks import check_generator, check_number, check_positive_int
 
-SPECIALS = ("<pad>", "<mask>", "<bos>", "<eos>", "<sep>")
-GLYPHS = {"<pad>": "·", "<mask>": "_", "<bos>": "^", "<eos>": "$", "<sep>": ">"}
+from .checks import check_tokens
+from .tokenizer import CharTokenizer
+
 NEG_INF = -1e4  # a logit that softmax turns into exactly 0 in float32, without inf arithmetic
-
-
-class CharTokenizer:
-    """One token per character of ``alphabet``, after five special tokens.
-
-    Ids: 0 ``<pad>``, 1 ``<mask>``, 2 ``<bos>``, 3 ``<eos>``, 4 ``<sep>``, then the characters in
-    the order given. ``decode`` writes the special tokens as the glyphs of ``GLYPHS``
-    (``_`` for a mask, ``>`` for the separator) and by default drops pad, bos and eos.
-    """
-
-    def __init__(self, alphabet: str):
-        if not isinstance(alphabet, str) or not alphabet:
-            raise ValueError(f"alphabet must be a non-empty string of characters, got {alphabet!r}")
-        if len(set(alphabet)) != len(alphabet):
-            raise ValueError(f"alphabet has repeated characters: {alphabet!r}")
-        clash = set(alphabet) & set(GLYPHS.values())
-        if clash:
-            raise ValueError(f"alphabet must not use the special-token glyphs {sorted(clash)}")
-        self.alphabet = alphabet
-        self.pad_id, self.mask_id, self.bos_id, self.eos_id, self.sep_id = range(len(SPECIALS))
-        self.offset = len(SPECIALS)
-        self._ids = {c: i + self.offset for i, c in enumerate(alphabet)}
-        self._chars = [GLYPHS[s] for s in SPECIALS] + list(alphabet)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.offset + len(self.alphabet)
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer({self.alphabet!r}, vocab_size={self.vocab_size})"
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> torch.Tensor:
-        """Token ids of ``text``, shape ``(len(text) + bos + eos,)``."""
-        unknown = sorted(set(text) - set(self._ids))
-        if unknown:
-            raise ValueError(f"characters {unknown} are not in the alphabet {self.alphabet!r}")
-        ids = [self.bos_id] * bos + [self._ids[c] for c in text] + [self.eos_id] * eos
-        return torch.tensor(ids, dtype=torch.long)
-
-    def encode_batch(
-        self, texts: Sequence[str], length: int | None = None, bos: bool = False, eos: bool = False
-    ) -> torch.Tensor:
-        """Fixed-length batch ``(N, length)``: each text encoded, then right-padded with ``<pad>``.
-
-        ``length`` defaults to the longest encoded text; a longer text raises ``ValueError``.
-        """
-        rows = [self.encode(t, bos, eos) for t in texts]
-        if not rows:
-            raise ValueError("texts is empty")
-        longest = max(len(r) for r in rows)
-        length = longest if length is None else length
-        if longest > length:
-            raise ValueError(f"a text encodes to {longest} tokens, more than length={length}")
-        out = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = r
-        return out
-
-    def decode(self, ids: torch.Tensor | Sequence[int], strip: bool = True) -> str | list[str]:
-        """Text of a 1-D id sequence, or a list of texts for a 2-D batch.
-
-        With ``strip`` pad, bos and eos are dropped; masks and separators are always shown.
-        """
-        ids = torch.as_tensor(ids)
-        if ids.dim() == 2:
-            return [self.decode(row, strip) for row in ids]
-        if ids.dim() != 1:
-            raise ValueError(f"ids must be 1-D or 2-D, got shape {tuple(ids.shape)}")
-        dropped = {self.pad_id, self.bos_id, self.eos_id} if strip else set()
-        if ids.numel() and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
-        return "".join(self._chars[i] for i in ids.tolist() if i not in dropped)
-
-
-def add_bos(x: torch.Tensor, bos_id: int) -> torch.Tensor:
-    """Prepend a ``<bos>`` column: what an autoregressive model conditions its first token on."""
-    check_tokens(x, min_length=0)
-    return torch.cat([torch.full((x.shape[0], 1), bos_id, dtype=torch.long, device=x.device), x], dim=1)
-
-
-# --------------------------------------------------------------------------- the Markov source
 
 
 def _stationary(P: torch.Tensor) -> torch.Tensor:
@@ -179,21 +96,25 @@ class MarkovSource:
 
     @classmethod
     def random(
-        cls, n_states: int = 12, branching: int = 3, concentration: float = 1.0, seed: int = 0
+        cls,
+        n_states: int = 12,
+        branching: int = 3,
+        concentration: float = 1.0,
+        *,
+        generator: torch.Generator | None = None,
     ) -> MarkovSource:
         """A sparse random chain: each state has ``branching`` successors with Dirichlet weights.
 
         One successor of every state follows a random cycle through all states, which makes the
         chain irreducible; the other ``branching - 1`` are drawn uniformly among the rest.
         Weights are Dirichlet(``concentration``): 1 gives a mix of strong and weak transitions.
-        The same seed gives the same chain.
+        The same generator state gives the same chain (drawn by ``numpy_rng(generator)``).
         """
         check_positive_int(n_states, "n_states")
         if not isinstance(branching, int) or not 1 <= branching <= n_states:
             raise ValueError(f"branching must be an int in [1, n_states={n_states}], got {branching!r}")
-        if concentration <= 0:
-            raise ValueError(f"concentration must be > 0, got {concentration}")
-        rng = np.random.default_rng(seed)
+        check_number(concentration, "concentration", 0, low_open=True)
+        rng = numpy_rng(generator)
         cycle = rng.permutation(n_states)
         successor = np.empty(n_states, dtype=np.int64)
         successor[cycle] = np.roll(cycle, -1)
@@ -224,15 +145,15 @@ class MarkovSource:
 
     # ----------------------------------------------------------------------- sampling, scoring
 
-    def sample(self, n: int, length: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+    def sample(self, n: int, length: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` sequences of ``length`` symbols as token ids, shape ``(n, length)``."""
         check_positive_int(n, "n")
         check_positive_int(length, "length")
-        g = as_generator(generator)
+        check_generator(generator)
         s = torch.empty(n, length, dtype=torch.long)
-        s[:, 0] = torch.multinomial(self.stationary, n, replacement=True, generator=g)
+        s[:, 0] = torch.multinomial(self.stationary, n, replacement=True, generator=generator)
         for i in range(1, length):  # a loop over positions; every draw is vectorised over n
-            s[:, i] = torch.multinomial(self.transition[s[:, i - 1]], 1, generator=g)[:, 0]
+            s[:, i] = torch.multinomial(self.transition[s[:, i - 1]], 1, generator=generator)[:, 0]
         return s + self.tokenizer.offset
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -345,69 +266,3 @@ class MarkovOracle(nn.Module):
         p = from_left * to_right
         z = p.sum(-1, keepdim=True)
         return torch.where(z > 0, p / z.clamp(min=1e-300), torch.full_like(p, 1.0 / K))
-
-
-# ---------------------------------------------------------------------- the reversal experiment
-
-
-def _names(codes: torch.Tensor, alphabet: str, length: int) -> list[str]:
-    """Integer codes written in base len(alphabet) with ``length`` digits, as strings."""
-    base = len(alphabet)
-    digits = (codes[:, None] // base ** torch.arange(length - 1, -1, -1)) % base
-    return ["".join(alphabet[d] for d in row) for row in digits.tolist()]
-
-
-def reversal_pairs(
-    n_pairs: int,
-    name_length: int = 3,
-    first: str = "ABCDEFGHIJ",
-    second: str = "klmnopqrst",
-    seed: int = 0,
-) -> list[tuple[str, str]]:
-    """A fixed random bijection between ``n_pairs`` names from ``first`` and as many from ``second``.
-
-    Names are ``name_length`` characters long, drawn without replacement from all
-    ``len(first) ** name_length`` (resp. ``second``) strings; pairing two random orders gives
-    a uniformly random bijection. The same seed gives the same pairs.
-    """
-    check_positive_int(n_pairs, "n_pairs")
-    check_positive_int(name_length, "name_length")
-    if set(first) & set(second):
-        raise ValueError(f"first and second must use disjoint characters, got {first!r} and {second!r}")
-    capacity = min(len(first), len(second)) ** name_length
-    if n_pairs > capacity:
-        raise ValueError(
-            f"n_pairs must be at most {capacity} for names of length {name_length}, got {n_pairs}"
-        )
-    g = torch.Generator().manual_seed(seed)
-    a = _names(torch.randperm(len(first) ** name_length, generator=g)[:n_pairs], first, name_length)
-    b = _names(torch.randperm(len(second) ** name_length, generator=g)[:n_pairs], second, name_length)
-    return list(zip(a, b, strict=True))
-
-
-def fact_sequences(
-    pairs: Sequence[tuple[str, str]], tokenizer: CharTokenizer, reverse: bool = False
-) -> torch.Tensor:
-    """Facts ``<bos> A <sep> B <eos>`` (``B`` first with ``reverse``), shape ``(n, |A| + |B| + 3)``.
-
-    All first names must have one length and all second names another, so every fact has the
-    same layout: position 1 starts the first name, ``1 + |A|`` is the separator.
-    """
-    if not pairs:
-        raise ValueError("pairs is empty")
-    heads, tails = zip(*((b, a) if reverse else (a, b) for a, b in pairs), strict=True)
-    for side, names in (("first", heads), ("second", tails)):
-        if len({len(nm) for nm in names}) != 1:
-            raise ValueError(f"all {side} names must have the same length")
-    n = len(pairs)
-    col = torch.full((n, 1), 0, dtype=torch.long)
-    return torch.cat(
-        [
-            col + tokenizer.bos_id,
-            tokenizer.encode_batch(heads),
-            col + tokenizer.sep_id,
-            tokenizer.encode_batch(tails),
-            col + tokenizer.eos_id,
-        ],
-        dim=1,
-    )

@@ -1,0 +1,31 @@
+"""Diffusion language models: masked diffusion (LLaDA) in ``masked``.
+
+SEDD and block diffusion belong here too, each in its own module; their samplers carry a
+prefix (``mdm_generate``, ...) so that the names do not collide in ``toyalgos.lm``.
+"""
+
+from .masked import (
+    MaskedBatch,
+    forward_mask,
+    masked_token_loss,
+    mdm_generate,
+    mdm_infill,
+    mdm_loss,
+    mdm_nll_bound,
+    mdm_sft_loss,
+    num_transfer_tokens,
+    unmasking_steps,
+)
+
+__all__ = [
+    "MaskedBatch",
+    "forward_mask",
+    "masked_token_loss",
+    "mdm_generate",
+    "mdm_infill",
+    "mdm_loss",
+    "mdm_nll_bound",
+    "mdm_sft_loss",
+    "num_transfer_tokens",
+    "unmasking_steps",
+]
