@@ -1,7 +1,8 @@
 """Benchmark toyalgos' DeepFM and DCN-v2 against DeepCTR-Torch 0.3.0 on one synthetic click log.
 
-Both libraries get the same train split of ``make_click_log(n, seed)``, the same number of exact
-passes over it (each epoch a fresh shuffle, the last batch of an epoch partial), the same optimiser
+Both libraries get the same train split of one click log, ``make_click_log(n, generator=g)`` with
+``g = torch.Generator().manual_seed(seed)``, the same number of exact passes over it (each epoch a
+fresh shuffle, the last batch of an epoch partial), the same optimiser
 (Adam, constant learning rate), batch size, embedding dimension (8), MLP (64, 32), two cross layers
 for DCN-v2, and no regularisation or dropout. Only training is timed (``time.perf_counter``
 around ``toyalgos.core.train`` and ``model.fit``); AUC and log loss are then computed on the test
@@ -98,7 +99,7 @@ def run_toyalgos(name: str, tr: ClickLog, test: ClickLog, args: argparse.Namespa
         t0 = time.perf_counter()
         train(
             model,
-            lambda s, d, y, m=model: bce_loss(m, s, d, y),
+            bce_loss,
             batches,
             steps=args.epochs * len(batches),
             batch_size=args.batch_size,
@@ -231,12 +232,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     busy = os.getloadavg()[0]  # before this process does any work
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    tr, _, test, _ = make_click_log(args.n, seed=args.seed)
+    tr, _, test, _ = make_click_log(args.n, generator=torch.Generator().manual_seed(args.seed))
     steps_per_epoch = math.ceil(len(tr) / args.batch_size)
     print(f"machine: {machine()}")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print(
-        f"data: make_click_log(n={args.n}, seed={args.seed}): {len(tr)} train / {len(test)} test rows, "
+        f"data: make_click_log(n={args.n}, generator seeded {args.seed}): {len(tr)} train / "
+        f"{len(test)} test rows, "
         f"train CTR {tr.labels.mean():.4f}"
     )
     print(

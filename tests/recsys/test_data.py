@@ -1,18 +1,28 @@
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from toyalgos.recsys import DENSE_FIELDS, LR, PAIRS, SPARSE_FIELDS, ClickLog, ClickModel, make_click_log
-from toyalgos.recsys.data import _zipf_probs
 
 N = 200_000
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _zipf(k, exponent):
+    """p_r proportional to r^-exponent, r = 1..k: the Zipf law, written out."""
+    p = torch.tensor([r**-exponent for r in range(1, k + 1)], dtype=torch.float64)
+    return p / p.sum()
 
 
 @pytest.fixture(scope="module")
 def full():
     """One default log of N impressions, all in the train split, and its truth."""
-    log, valid, test, model = make_click_log(N, seed=0, splits=(1.0, 0.0, 0.0))
+    log, valid, test, model = make_click_log(N, generator=_gen(0), splits=(1.0, 0.0, 0.0))
     assert len(valid) == len(test) == 0
     return log, model
 
@@ -33,7 +43,7 @@ def _assert_same_rows(a, b):
 
 
 def test_same_seed_same_log_and_other_seed_differs():
-    first, second, other = (make_click_log(3000, seed=s) for s in (7, 7, 8))
+    first, second, other = (make_click_log(3000, generator=_gen(s)) for s in (7, 7, 8))
     for a, b in zip(first[:3], second[:3], strict=True):
         _assert_same_rows(a, b)
     torch.testing.assert_close(first[3].item_category, second[3].item_category, rtol=0, atol=0)
@@ -41,6 +51,56 @@ def test_same_seed_same_log_and_other_seed_differs():
     assert not torch.equal(train.sparse, train_other.sparse)
     assert not torch.equal(train.true_ctr, train_other.true_ctr)
     assert not torch.equal(first[3].item_category, other[3].item_category)
+
+
+def test_one_generator_draws_the_truth_first_then_the_rows():
+    g = _gen(5)
+    train, valid, test, model = make_click_log(1000, generator=g, splits=(1.0, 0.0, 0.0))
+    after = torch.rand(3, generator=g)
+    h = _gen(5)
+    truth = ClickModel(generator=h)
+    _assert_same_rows(train, truth.sample(1000, generator=h))
+    assert torch.equal(truth.item_category, model.item_category)
+    assert torch.equal(after, torch.rand(3, generator=h))  # the generator advanced by exactly that
+    # The truth does not depend on n: it is drawn before the rows.
+    small_model = make_click_log(10, generator=_gen(5))[3]
+    for f in SPARSE_FIELDS:
+        assert torch.equal(small_model.w[f], model.w[f]), f
+
+
+def test_no_generator_means_torchs_global_generator():
+    torch.manual_seed(11)
+    first = make_click_log(500)
+    torch.manual_seed(11)
+    second = make_click_log(500)
+    for a, b in zip(first[:3], second[:3], strict=True):
+        _assert_same_rows(a, b)
+    torch.manual_seed(11)
+    features = ClickModel().sample_features(50)
+    torch.manual_seed(11)
+    assert torch.equal(features[0], ClickModel().sample_features(50)[0])
+
+
+@pytest.mark.parametrize("bad", [0, "g", np.random.default_rng(0)])
+def test_a_generator_that_is_not_a_torch_generator_raises_type_error(bad):
+    model = ClickModel(generator=_gen(0))
+    for call in [
+        lambda: make_click_log(100, generator=bad),
+        lambda: ClickModel(generator=bad),
+        lambda: model.sample(10, generator=bad),
+        lambda: model.sample_features(10, generator=bad),
+    ]:
+        with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+            call()
+
+
+def test_seed_and_positional_generators_are_refused():
+    with pytest.raises(TypeError, match="seed"):
+        make_click_log(100, seed=0)
+    with pytest.raises(TypeError):
+        ClickModel(0)
+    with pytest.raises(TypeError):
+        ClickModel(generator=_gen(0)).sample(10, _gen(1))
 
 
 @pytest.mark.parametrize(
@@ -53,7 +113,7 @@ def test_same_seed_same_log_and_other_seed_differs():
     ],
 )
 def test_split_sizes_follow_splits(n, splits, sizes):
-    logs = make_click_log(n, seed=1, splits=splits)[:3]
+    logs = make_click_log(n, generator=_gen(1), splits=splits)[:3]
     assert tuple(len(g) for g in logs) == sizes
     for g in logs:
         assert g.sparse.shape == (len(g), len(SPARSE_FIELDS))
@@ -62,14 +122,14 @@ def test_split_sizes_follow_splits(n, splits, sizes):
 
 
 def test_split_sizes_round_and_a_zero_fraction_gives_an_empty_split():
-    logs = make_click_log(100, seed=1, splits=(0.29, 0.71, 0.0))[:3]
+    logs = make_click_log(100, generator=_gen(1), splits=(0.29, 0.71, 0.0))[:3]
     assert tuple(len(g) for g in logs) == (29, 71, 0)
 
 
 def test_splits_are_consecutive_disjoint_slices_of_one_log():
     n = 20_000
-    train, valid, test, _ = make_click_log(n, seed=0)
-    whole = make_click_log(n, seed=0, splits=(1.0, 0.0, 0.0))[0]
+    train, valid, test, _ = make_click_log(n, generator=_gen(0))
+    whole = make_click_log(n, generator=_gen(0), splits=(1.0, 0.0, 0.0))[0]
     assert len(train) + len(valid) + len(test) == len(whole) == n
     # The same seed draws the same n rows whatever the splits: train | valid | test is that log.
     for name, value in _cat(train, valid, test).items():
@@ -114,7 +174,7 @@ def test_labels_are_binary_with_the_mean_of_the_true_ctr(full):
     assert set(log.labels.unique().tolist()) == {0.0, 1.0}
     p = log.true_ctr.double()
     se = (p * (1 - p)).sum().sqrt() / len(p)  # sd of the mean of independent Bernoulli(p_i)
-    # Measured: mean label 0.0726, mean true CTR 0.0722, SE 0.0006.
+    # Measured: mean label 0.0727, mean true CTR 0.0729, SE 0.0005.
     assert abs(log.labels.double().mean() - p.mean()) < 5 * se
 
 
@@ -123,7 +183,7 @@ def test_labels_are_calibrated_to_the_true_ctr_in_bins(full):
     p, y = log.true_ctr.double(), log.labels.double()
     order = p.argsort()
     rates, means = [], []
-    # Measured |z| <= 1.83 over the deciles; labels drawn from 1.1 * true_ctr instead give z = 10.3
+    # Measured |z| <= 2.61 over the deciles; labels drawn from 1.1 * true_ctr instead give z = 7.2
     # in the top decile, so a 10% miscalibration of the generator fails this test.
     for rows in order.chunk(10):  # deciles of the true CTR
         pb, yb = p[rows], y[rows]
@@ -172,11 +232,11 @@ def test_categorical_frequencies_are_zipf(full):
         counts = torch.bincount(log.column(f), minlength=len(probs)).double()
         sd = (N * probs * (1 - probs)).sqrt()
         assert ((counts - N * probs).abs() < 5 * sd).all(), f
-    probs = _zipf_probs(100, 0.8)
-    for f, p in [("user", probs), ("item", probs), ("site", _zipf_probs(50, 0.8))]:
-        torch.testing.assert_close(model.freq[f], p, rtol=0, atol=0)
+    probs = _zipf(100, 0.8)
+    for f, p in [("user", probs), ("item", probs), ("site", _zipf(50, 0.8))]:
+        torch.testing.assert_close(model.freq[f], p, rtol=1e-12, atol=0)
     torch.testing.assert_close(model.freq["hour"], torch.full((24,), 1 / 24, dtype=torch.float64))
-    # Most frequent user vs the median user: p_1 / p_51 = 51^0.8 = 23.2 expected; measured 23.1.
+    # Most frequent user vs the median user: p_1 / p_51 = 51^0.8 = 23.2 expected; measured 23.7.
     counts = torch.bincount(log.column("user"), minlength=100).double()
     expected = (probs.max() / probs.median()).item()
     assert expected == pytest.approx(51**0.8, rel=1e-12)
@@ -186,7 +246,7 @@ def test_categorical_frequencies_are_zipf(full):
 
 
 def test_zipf_exponent_zero_is_uniform():
-    train, _, _, model = make_click_log(50_000, seed=2, splits=(1.0, 0.0, 0.0), zipf_exponent=0.0)
+    train, _, _, model = make_click_log(50_000, generator=_gen(2), splits=(1.0, 0.0, 0.0), zipf_exponent=0.0)
     torch.testing.assert_close(model.freq["user"], torch.full((100,), 0.01, dtype=torch.float64))
     counts = torch.bincount(train.column("user"), minlength=100).double()
     assert counts.max() / counts.median() < 1.3  # about 500 per user, sd 22
@@ -198,7 +258,7 @@ def test_zipf_exponent_zero_is_uniform():
 def test_additive_truth_is_bias_plus_first_order_weights(full):
     log, _ = full
     sparse, dense = log.sparse[:5000], log.dense[:5000]
-    model = ClickModel(seed=3, interaction_scale=0.0, nonlinear_scale=0.0, bias=-2.5)
+    model = ClickModel(generator=_gen(3), interaction_scale=0.0, nonlinear_scale=0.0, bias=-2.5)
     expected = torch.full((5000,), -2.5)
     for i, f in enumerate(SPARSE_FIELDS):
         expected = expected + model.w[f][sparse[:, i]]
@@ -217,7 +277,8 @@ def test_logit_decomposes_into_first_order_pairwise_and_nonlinear_parts(full):
     log, _ = full
     sparse, dense = log.sparse[:5000], log.dense[:5000]
     # The truth's first-order weights are drawn before the latent tables: the same seed shares them.
-    default, additive = ClickModel(seed=4), ClickModel(seed=4, interaction_scale=0.0, nonlinear_scale=0.0)
+    default = ClickModel(generator=_gen(4))
+    additive = ClickModel(generator=_gen(4), interaction_scale=0.0, nonlinear_scale=0.0)
     col = {f: sparse[:, i] for i, f in enumerate(SPARSE_FIELDS)}
     pairwise = sum((uf[col[f]] * ug[col[g]]).sum(1) for (f, g), (uf, ug) in default.latent.items())
     price, activity = dense[:, 0], dense[:, 1]
@@ -227,7 +288,7 @@ def test_logit_decomposes_into_first_order_pairwise_and_nonlinear_parts(full):
     )
     assert pairwise.std() > 0.3 and h.std() > 0.3
     # interaction_scale scales every pair term linearly (each factor table by its square root).
-    double = ClickModel(seed=4, interaction_scale=1.2)
+    double = ClickModel(generator=_gen(4), interaction_scale=1.2)
     for pair in PAIRS:
         (uf, ug), (df, dg) = default.latent[pair], double.latent[pair]
         torch.testing.assert_close(df @ dg.T, 2 * (uf @ ug.T), rtol=1e-5, atol=1e-6)
@@ -244,7 +305,7 @@ def test_pairwise_terms_have_the_std_interaction_scale(full):
     # RMS over 20 truths: mean 0.608, sd 0.051 across truths (SE of the mean 0.011).
     rms = []
     for seed in range(20):
-        truth = ClickModel(seed=seed, interaction_scale=0.6)
+        truth = ClickModel(generator=_gen(seed), interaction_scale=0.6)
         entries = torch.cat([(uf @ ug.T).flatten() for uf, ug in truth.latent.values()])
         rms.append(entries.pow(2).mean().sqrt().item())
     assert sum(rms) / len(rms) == pytest.approx(0.6, abs=0.05)
@@ -268,7 +329,8 @@ def test_pairwise_terms_have_the_std_interaction_scale(full):
         (lambda: ClickModel(n_categories=-1), "n_categories must be a positive int, got -1"),
         (lambda: ClickModel(n_sites=0), "n_sites must be a positive int, got 0"),
         (lambda: ClickModel(latent_dim=0), "latent_dim must be a positive int, got 0"),
-        (lambda: make_click_log(100, zipf_exponent=-0.5), "zipf_exponent must be >= 0, got -0.5"),
+        (lambda: make_click_log(100, zipf_exponent=-0.5), r"zipf_exponent must lie in \[0, inf\), got -0.5"),
+        (lambda: ClickModel().sample(0), "n must be a positive int, got 0"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

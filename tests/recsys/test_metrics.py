@@ -238,6 +238,17 @@ def test_reliability_curve_bins_and_empty_bins():
         ten.count[0] = 5
 
 
+def test_reliability_curve_is_a_named_tuple_whatever_the_strategy():
+    y, p = _clicks(300, seed=5)
+    for strategy in ("quantile", "uniform"):
+        curve = reliability_curve(y, p, n_bins=4, strategy=strategy)
+        assert type(curve) is ReliabilityCurve and isinstance(curve, tuple)
+        assert curve._fields == ("mean_predicted", "observed_rate", "count", "calibration_per_bin")
+        mean_predicted, observed_rate, count, ratio = curve
+        assert mean_predicted is curve.mean_predicted and count.sum() == 300
+        assert all(not a.flags.writeable for a in curve)
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
@@ -261,17 +272,25 @@ GOOD_Y, GOOD_P = [0, 1, 0, 1], [0.1, 0.7, 0.2, 0.4]
         (lambda: reliability_curve(GOOD_Y, [0.1, -0.5, 0.2, 0.4]), r"probabilities in \[0, 1\]"),
         (lambda: auc(GOOD_Y, [0.1, float("nan"), 0.2, 0.4]), "NaN"),
         (lambda: log_loss(GOOD_Y, [0.1, float("nan"), 0.2, 0.4]), "NaN"),
-        (lambda: auc(GOOD_Y, GOOD_P[:3]), "same length, got 4 and 3"),
-        (lambda: group_auc(GOOD_Y, GOOD_P, [1, 2]), "same length"),
+        (
+            lambda: auc(GOOD_Y, GOOD_P[:3]),
+            "y_true and y_score must have the same number of rows, got 4 and 3",
+        ),
+        (lambda: group_auc(GOOD_Y, GOOD_P, [1, 2]), "groups and y_true must have the same number of rows"),
         (lambda: auc([], []), "empty"),
         (lambda: log_loss([], []), "empty"),
         (lambda: auc(np.array([GOOD_Y]), np.array([GOOD_P])), r"1-D, got shape \(1, 4\)"),
         (lambda: log_loss(GOOD_Y, np.array(GOOD_P)[:, None]), r"y_score must be 1-D"),
         (lambda: calibration_ratio([0, 0], [0.1, 0.2]), "without positive labels"),
         (lambda: normalized_entropy([1, 1], [0.1, 0.2]), "undefined when all labels are 1"),
-        (lambda: log_loss(GOOD_Y, GOOD_P, eps=0.0), "eps must be in"),
-        (lambda: reliability_curve(GOOD_Y, GOOD_P, n_bins=0), "positive int"),
-        (lambda: reliability_curve(GOOD_Y, GOOD_P, strategy="kmeans"), "'quantile' or 'uniform'"),
+        (lambda: log_loss(GOOD_Y, GOOD_P, eps=0.0), r"eps must lie in \(0, 0.5\), got 0.0"),
+        (lambda: log_loss(GOOD_Y, GOOD_P, eps=0.5), r"eps must lie in \(0, 0.5\), got 0.5"),
+        (lambda: reliability_curve(GOOD_Y, GOOD_P, n_bins=0), "n_bins must be a positive int, got 0"),
+        (lambda: reliability_curve(GOOD_Y, GOOD_P, n_bins=2.0), "n_bins must be a positive int, got 2.0"),
+        (
+            lambda: reliability_curve(GOOD_Y, GOOD_P, strategy="kmeans"),
+            r"strategy must be one of \['quantile', 'uniform'\], got 'kmeans'",
+        ),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

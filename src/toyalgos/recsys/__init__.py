@@ -10,7 +10,9 @@ from .ctr import (
     FieldEmbedding,
     WideAndDeep,
     bce_loss,
+    check_dense,
     fm_pairwise,
+    mlp,
     predict_ctr,
 )
 from .data import DENSE_FIELDS, PAIRS, SPARSE_FIELDS, ClickLog, ClickModel, make_click_log
@@ -42,10 +44,12 @@ __all__ = [
     "auc",
     "bce_loss",
     "calibration_ratio",
+    "check_dense",
     "fm_pairwise",
     "group_auc",
     "log_loss",
     "make_click_log",
+    "mlp",
     "normalized_entropy",
     "predict_ctr",
     "reliability_curve",

@@ -23,6 +23,23 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from toyalgos.core import evaluating
+from toyalgos.core.checks import check_positive_int, check_tensor
+
+
+def _check_fields(
+    cardinalities: Sequence[int], field_names: Sequence[str] | None = None
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Field sizes (positive ints, at least one) and one name per field (``'field i'`` by default)."""
+    if not cardinalities or any(
+        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cardinalities
+    ):
+        raise ValueError(f"cardinalities must be positive ints, got {cardinalities}")
+    names = tuple(field_names) if field_names else tuple(f"field {i}" for i in range(len(cardinalities)))
+    if len(names) != len(cardinalities):
+        raise ValueError(f"{len(names)} field names for {len(cardinalities)} cardinalities")
+    return tuple(cardinalities), names
+
 
 class FieldEmbedding(nn.Module):
     """One table for all fields: value x of field f lives at row offset_f + x.
@@ -39,18 +56,8 @@ class FieldEmbedding(nn.Module):
         init_std: float = 0.01,
     ):
         super().__init__()
-        if not cardinalities or any(not isinstance(c, int) or c < 1 for c in cardinalities):
-            raise ValueError(f"cardinalities must be positive ints, got {cardinalities}")
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        self.cardinalities = tuple(cardinalities)
-        self.field_names = (
-            tuple(field_names) if field_names else tuple(f"field {i}" for i in range(len(cardinalities)))
-        )
-        if len(self.field_names) != len(self.cardinalities):
-            raise ValueError(
-                f"{len(self.field_names)} field names for {len(self.cardinalities)} cardinalities"
-            )
+        self.cardinalities, self.field_names = _check_fields(cardinalities, field_names)
+        check_positive_int(dim, "dim")
         offsets = torch.tensor((0, *self.cardinalities[:-1])).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
         self.register_buffer("limits", torch.tensor(self.cardinalities), persistent=False)
@@ -58,6 +65,8 @@ class FieldEmbedding(nn.Module):
         nn.init.normal_(self.table.weight, std=init_std)
 
     def check(self, sparse: torch.Tensor) -> None:
+        """``sparse`` must be (B, F) integer indices, each inside its field's [0, cardinality)."""
+        check_tensor(sparse, "sparse")
         if sparse.dim() != 2 or sparse.shape[1] != len(self.cardinalities):
             raise ValueError(
                 f"sparse must have shape (B, {len(self.cardinalities)}), got {tuple(sparse.shape)}"
@@ -80,17 +89,25 @@ class FieldEmbedding(nn.Module):
 
 def check_dense(dense: torch.Tensor | None, batch: int, n_dense: int) -> None:
     """Dense features must be (batch, n_dense) when the model was built with n_dense > 0."""
+    if dense is not None:
+        check_tensor(dense, "dense")
     if n_dense and (dense is None or dense.shape != (batch, n_dense)):
         got = None if dense is None else tuple(dense.shape)
         raise ValueError(f"dense must have shape ({batch}, {n_dense}), got {got}")
 
 
-def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
-    """Linear-ReLU stack ending in a linear layer with one output (a logit)."""
+def mlp(sizes: Sequence[int], *, out_features: int | None = 1, dropout: float = 0.0) -> nn.Sequential:
+    """Linear-ReLU(-Dropout) layers through ``sizes``, then a linear head with ``out_features`` outputs.
+
+    ``mlp([d, 64, 32])`` maps d -> 64 -> 32 -> 1 (a logit); ``out_features=None`` leaves out the
+    head and ends on the last ReLU (a hidden representation of size ``sizes[-1]``, or the
+    identity, an empty stack, when ``sizes`` is ``[d]``).
+    """
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
-    layers.append(nn.Linear(sizes[-1], 1))
+    if out_features is not None:
+        layers.append(nn.Linear(sizes[-1], out_features))
     return nn.Sequential(*layers)
 
 
@@ -120,7 +137,7 @@ def fm_pairwise(v: torch.Tensor) -> torch.Tensor:
 
 
 class FM(LR):
-    """Factorization machine: LR + pairwise interactions through k-dimensional field embeddings."""
+    """Factorization machine (Rendle 2010, Eq. 1): LR + sum_{i<j} <v_i, v_j> over k-dim field embeddings."""
 
     def __init__(
         self,
@@ -137,7 +154,9 @@ class FM(LR):
 
 
 class FFM(LR):
-    """Field-aware FM: value x of field i has one vector per field j, used when meeting field j."""
+    """Field-aware FM (Juan et al. 2016): value x of field i has one vector per field j,
+    used when meeting field j: LR + sum_{i<j} <v_{i, f_j}, v_{j, f_i}>.
+    """
 
     def __init__(
         self,
@@ -176,8 +195,17 @@ class _Deep(nn.Module):
         return torch.cat([x, dense], dim=1) if self.n_dense else x
 
 
+def _check_crosses(crosses: Sequence[tuple[int, int]], n_fields: int) -> tuple[tuple[int, int], ...]:
+    """Wide & Deep's crossed fields: pairs of field positions in 0..n_fields - 1."""
+    for a, b in crosses:
+        if not (0 <= a < n_fields and 0 <= b < n_fields):
+            raise ValueError(f"cross ({a}, {b}) refers to a field outside 0..{n_fields - 1}")
+    return tuple((a, b) for a, b in crosses)
+
+
 class WideAndDeep(nn.Module):
-    """Wide (LR over fields and crossed fields) + deep (MLP over embeddings and dense), one logit.
+    """Wide & Deep (Cheng et al. 2016): wide (LR over fields and crossed fields) + deep
+    (MLP over embeddings and dense), one logit.
 
     ``crosses`` are pairs of field positions whose value pairs become one more categorical
     field of size card_a * card_b: the hand-made cross-product features of the paper.
@@ -193,14 +221,11 @@ class WideAndDeep(nn.Module):
         field_names: Sequence[str] | None = None,
     ):
         super().__init__()
-        names = list(field_names) if field_names else [f"field {i}" for i in range(len(cardinalities))]
-        for a, b in crosses:
-            if not (0 <= a < len(cardinalities) and 0 <= b < len(cardinalities)):
-                raise ValueError(f"cross ({a}, {b}) refers to a field outside 0..{len(cardinalities) - 1}")
-        self.crosses = tuple(crosses)
+        cardinalities, names = _check_fields(cardinalities, field_names)
+        self.crosses = _check_crosses(crosses, len(cardinalities))
         self.cross_card = [cardinalities[b] for _, b in self.crosses]
         wide_cards = list(cardinalities) + [cardinalities[a] * cardinalities[b] for a, b in self.crosses]
-        wide_names = names + [f"{names[a]} x {names[b]}" for a, b in self.crosses]
+        wide_names = [*names] + [f"{names[a]} x {names[b]}" for a, b in self.crosses]
         self.wide = LR(wide_cards, n_dense, wide_names)
         self.deep = _Deep(cardinalities, n_dense, k, field_names)
         self.mlp = mlp([self.deep.input_dim, *hidden])
@@ -215,7 +240,9 @@ class WideAndDeep(nn.Module):
 
 
 class DeepFM(nn.Module):
-    """FM and an MLP on the same field embeddings, logits summed (no hand-made crosses)."""
+    """DeepFM (Guo et al. 2017, Eq. 1): FM and an MLP on the same field embeddings, logits summed
+    (no hand-made crosses).
+    """
 
     def __init__(
         self,
@@ -242,8 +269,7 @@ class CrossNetV2(nn.Module):
 
     def __init__(self, dim: int, n_layers: int = 2):
         super().__init__()
-        if not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        check_positive_int(n_layers, "n_layers")
         self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
         for layer in self.layers:
             nn.init.zeros_(layer.bias)
@@ -256,7 +282,10 @@ class CrossNetV2(nn.Module):
 
 
 class DCNv2(nn.Module):
-    """Deep & Cross Network v2, parallel form: [cross(x_0), MLP(x_0)] -> linear -> logit."""
+    """Deep & Cross Network v2 (Wang et al. 2021), parallel form: [cross(x_0), MLP(x_0)] -> linear.
+
+    The MLP has no head of its own: one linear layer reads both branches and gives the logit.
+    """
 
     def __init__(
         self,
@@ -271,10 +300,7 @@ class DCNv2(nn.Module):
         self.deep = _Deep(cardinalities, n_dense, k, field_names)
         d = self.deep.input_dim
         self.cross = CrossNetV2(d, n_cross)
-        layers: list[nn.Module] = []
-        for a, b in zip((d, *hidden), hidden, strict=False):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = mlp([d, *hidden], out_features=None)  # no head of its own: it shares DCN's
         self.head = nn.Linear(d + (hidden[-1] if hidden else 0), 1)
 
     def forward(self, sparse: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
@@ -290,15 +316,14 @@ def bce_loss(
     return nn.functional.binary_cross_entropy_with_logits(model(sparse, dense), labels)
 
 
-@torch.no_grad()
 def predict_ctr(
     model: nn.Module, sparse: torch.Tensor, dense: torch.Tensor, batch_size: int = 65_536
 ) -> torch.Tensor:
-    """Predicted click probabilities, in batches, with the model in eval mode."""
-    model.eval()
-    out = [
-        torch.sigmoid(model(s, d))
-        for s, d in zip(sparse.split(batch_size), dense.split(batch_size), strict=True)
-    ]
-    model.train()
+    """Predicted click probabilities sigmoid(logit), in batches, in eval mode (the caller's mode is kept)."""
+    check_positive_int(batch_size, "batch_size")
+    with evaluating(model):
+        out = [
+            torch.sigmoid(model(s, d))
+            for s, d in zip(sparse.split(batch_size), dense.split(batch_size), strict=True)
+        ]
     return torch.cat(out) if out else torch.empty(0)

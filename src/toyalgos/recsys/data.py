@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from toyalgos.core.checks import check_generator, check_number, check_positive_int
+
 SPARSE_FIELDS = ("user", "item", "category", "site", "position", "device", "hour")
 DENSE_FIELDS = ("log_price", "user_activity")
 PAIRS = (("user", "category"), ("hour", "category"), ("device", "position"))
@@ -67,17 +69,30 @@ def _zipf_probs(k: int, exponent: float) -> torch.Tensor:
     return p / p.sum()
 
 
+def _check_truth(
+    n_users: int, n_items: int, n_categories: int, n_sites: int, latent_dim: int, zipf_exponent: float
+) -> None:
+    """The truth's sizes are positive ints and its Zipf exponent is >= 0."""
+    sizes = dict(n_users=n_users, n_items=n_items, n_categories=n_categories, n_sites=n_sites)
+    for name, value in dict(sizes, latent_dim=latent_dim).items():
+        check_positive_int(value, name)
+    check_number(zipf_exponent, "zipf_exponent", 0)
+
+
 class ClickModel:
     """The ground truth: field vocabularies, their frequencies, and the true logit's parameters.
 
     ``cardinalities`` maps each field of ``SPARSE_FIELDS`` to its number of values (the
     category field's size is ``n_categories``). ``interaction_scale`` sets the std of the
-    pairwise terms, ``nonlinear_scale`` that of h(dense); ``bias`` sets the base CTR.
+    pairwise terms, ``nonlinear_scale`` that of h(dense); ``bias`` sets the base CTR. The
+    truth's random parameters (each item's category, the first-order weights, then the latent
+    tables) are drawn from ``generator`` in that order.
     """
 
     def __init__(
         self,
-        seed: int = 0,
+        *,
+        generator: torch.Generator | None = None,
         n_users: int = 100,
         n_items: int = 100,
         n_categories: int = 20,
@@ -88,18 +103,8 @@ class ClickModel:
         nonlinear_scale: float = 0.5,
         bias: float = -4.0,
     ):
-        for name, value in [
-            ("n_users", n_users),
-            ("n_items", n_items),
-            ("n_categories", n_categories),
-            ("n_sites", n_sites),
-            ("latent_dim", latent_dim),
-        ]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if zipf_exponent < 0:
-            raise ValueError(f"zipf_exponent must be >= 0, got {zipf_exponent}")
-        g = torch.Generator().manual_seed(seed)
+        _check_truth(n_users, n_items, n_categories, n_sites, latent_dim, zipf_exponent)
+        g = check_generator(generator)
         self.cardinalities = dict(
             user=n_users, item=n_items, category=n_categories, site=n_sites, position=4, device=3, hour=24
         )
@@ -125,8 +130,12 @@ class ClickModel:
             for pair in PAIRS
         }
 
-    def sample_features(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_features(
+        self, n: int, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` impressions' categorical values (Zipf-like) and standardised dense features."""
+        check_positive_int(n, "n")
+        check_generator(generator)
         cols = {}
         for f in SPARSE_FIELDS:
             if f == "category":
@@ -151,9 +160,9 @@ class ClickModel:
         h = -0.5 * price**2 + 0.5 - torch.tanh(2 * price) * torch.relu(activity)
         return z + self.nonlinear_scale * h
 
-    def sample(self, n: int, generator: torch.Generator) -> ClickLog:
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> ClickLog:
         """``n`` impressions with bids (log-normal), true CTR and Bernoulli labels."""
-        sparse, dense = self.sample_features(n, generator)
+        sparse, dense = self.sample_features(n, generator=generator)
         true_ctr = torch.sigmoid(self.logit(sparse, dense))
         labels = torch.bernoulli(true_ctr, generator=generator)
         bid = torch.exp(0.5 * torch.randn(n, generator=generator))
@@ -167,20 +176,30 @@ class ClickModel:
         )
 
 
-def make_click_log(
-    n: int, seed: int = 0, splits: tuple[float, float, float] = (0.8, 0.1, 0.1), **truth
-) -> tuple[ClickLog, ClickLog, ClickLog, ClickModel]:
-    """Train / valid / test logs of ``n`` impressions in all, and the ``ClickModel`` that made them.
-
-    The same ``seed`` gives the same truth and the same rows. ``truth`` goes to ``ClickModel``
-    (cardinalities, Zipf exponent, interaction and non-linear scales, bias).
-    """
-    if not isinstance(n, int) or n < 3:
+def _check_splits(n: int, splits: tuple[float, float, float]) -> None:
+    """n is an int >= 3, and splits are three non-negative fractions that sum to 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise ValueError(f"n must be an int >= 3, got {n!r}")
     if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1) > 1e-9:
         raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
-    model = ClickModel(seed=seed, **truth)
-    log = model.sample(n, torch.Generator().manual_seed(seed + 1))
+
+
+def make_click_log(
+    n: int,
+    *,
+    generator: torch.Generator | None = None,
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    **truth,
+) -> tuple[ClickLog, ClickLog, ClickLog, ClickModel]:
+    """Train / valid / test logs of ``n`` impressions in all, and the ``ClickModel`` that made them.
+
+    One ``generator`` fixes everything: the truth is drawn from it first, then the ``n`` rows,
+    which are split in order (train, then valid, then test). ``truth`` goes to ``ClickModel``
+    (cardinalities, Zipf exponent, interaction and non-linear scales, bias).
+    """
+    _check_splits(n, splits)
+    model = ClickModel(generator=generator, **truth)
+    log = model.sample(n, generator=generator)
     n_train = round(splits[0] * n)
     n_valid = min(round(splits[1] * n), n - n_train)
     return log[:n_train], log[n_train : n_train + n_valid], log[n_train + n_valid :], model

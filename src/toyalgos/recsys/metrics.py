@@ -9,11 +9,12 @@ groups, so a million impressions take well under a second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
+
+from toyalgos.core.checks import check_choice, check_number, check_positive_int, check_same_length
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | Sequence[float]
 
@@ -54,8 +55,7 @@ def _scores(y_score: ArrayLike) -> np.ndarray:
 
 def _pair(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     y, s = _labels(y_true), _scores(y_score)
-    if len(y) != len(s):
-        raise ValueError(f"y_true and y_score must have the same length, got {len(y)} and {len(s)}")
+    check_same_length("y_true", y, "y_score", s)
     if len(y) == 0:
         raise ValueError("y_true and y_score are empty")
     return y, s
@@ -119,8 +119,7 @@ def group_auc(y_true: ArrayLike, y_score: ArrayLike, groups: ArrayLike) -> float
     """
     y, s = _pair(y_true, y_score)
     g = _to_1d(groups, "groups")
-    if len(g) != len(y):
-        raise ValueError(f"groups must have the same length as y_true, got {len(g)} and {len(y)}")
+    check_same_length("groups", g, "y_true", y)
     if g.dtype.kind == "f" and np.isnan(g).any():
         raise ValueError("groups contains NaN")
     codes = np.unique(g, return_inverse=True)[1].reshape(-1)
@@ -140,8 +139,7 @@ def log_loss(y_true: ArrayLike, y_score: ArrayLike, eps: float = 1e-7) -> float:
     default 1e-7) instead of infinity. scikit-learn clips at the dtype's machine epsilon
     instead, so the two agree exactly only on predictions inside [eps, 1 - eps].
     """
-    if not 0 < eps < 0.5:
-        raise ValueError(f"eps must be in (0, 0.5), got {eps}")
+    check_number(eps, "eps", 0, 0.5, low_open=True, high_open=True)
     y, p = _probability_pair(y_true, y_score)
     p = np.clip(p, eps, 1 - eps)
     return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))
@@ -177,8 +175,7 @@ def calibration_ratio(y_true: ArrayLike, y_score: ArrayLike) -> float:
     return float(p.sum() / clicks)
 
 
-@dataclass(frozen=True, eq=False)
-class ReliabilityCurve:
+class ReliabilityCurve(NamedTuple):
     """Per non-empty bin: mean prediction, click rate, size, and mean prediction / click rate.
 
     ``calibration_per_bin`` is the calibration ratio of the bin's impressions: inf for a bin
@@ -190,10 +187,6 @@ class ReliabilityCurve:
     observed_rate: np.ndarray
     count: np.ndarray
     calibration_per_bin: np.ndarray
-
-    def __post_init__(self) -> None:
-        for a in (self.mean_predicted, self.observed_rate, self.count, self.calibration_per_bin):
-            a.flags.writeable = False
 
 
 def reliability_curve(
@@ -212,15 +205,13 @@ def reliability_curve(
     Quantile is the default because CTR predictions crowd near 0, leaving most uniform bins
     nearly empty.
     """
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    check_positive_int(n_bins, "n_bins")
+    check_choice(strategy, "strategy", ("quantile", "uniform"))
     y, p = _probability_pair(y_true, y_score)
     if strategy == "quantile":
         edges = np.percentile(p, np.linspace(0, 1, n_bins + 1) * 100)
-    elif strategy == "uniform":
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
     else:
-        raise ValueError(f"strategy must be 'quantile' or 'uniform', got {strategy!r}")
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
     bins = np.searchsorted(edges[1:-1], p)
     count = np.bincount(bins, minlength=n_bins)
     pred_sum = np.bincount(bins, weights=p, minlength=n_bins)
@@ -229,4 +220,7 @@ def reliability_curve(
     count, pred_sum, clicks = count[keep], pred_sum[keep], clicks[keep]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = pred_sum / clicks
-    return ReliabilityCurve(pred_sum / count, clicks / count, count, ratio)
+    curve = ReliabilityCurve(pred_sum / count, clicks / count, count, ratio)
+    for a in curve:
+        a.flags.writeable = False
+    return curve
