@@ -9,6 +9,8 @@ from toyalgos.detection.boxes import (
     box_area,
     box_convert,
     box_iou,
+    box_iou_elementwise,
+    check_xyxy,
     denormalize_boxes,
     nms,
     normalize_boxes,
@@ -165,6 +167,40 @@ def test_box_iou_of_integer_boxes_is_float():
     torch.testing.assert_close(iou, torch.tensor([[1 / 3]]))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_box_iou_elementwise_is_the_diagonal_and_broadcasts_to_box_iou(seed):
+    a, b = _random_boxes(30, seed), _random_boxes(30, seed + 100)
+    pairs = box_iou_elementwise(a, b)
+    assert pairs.shape == (30,)
+    pairs_list = zip(a.tolist(), b.tolist(), strict=True)
+    ref = torch.tensor([_iou_reference(x, y) for x, y in pairs_list], dtype=torch.float64)
+    torch.testing.assert_close(pairs, ref, rtol=0, atol=1e-15)
+    assert torch.equal(pairs, box_iou(a, b).diagonal())
+    assert torch.equal(box_iou_elementwise(a[:, None], b[None]), box_iou(a, b))
+    # a batch of matrices: (2, 15, 1, 4) x (2, 1, 15, 4) -> (2, 15, 15)
+    a2, b2 = a.view(2, 15, 4), b.view(2, 15, 4)
+    batched = box_iou_elementwise(a2[:, :, None], b2[:, None])
+    assert batched.shape == (2, 15, 15)
+    for i in range(2):
+        assert torch.equal(batched[i], box_iou(a2[i], b2[i]))
+
+
+def test_box_iou_elementwise_zero_area_is_zero_and_shape_is_checked():
+    point = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    assert box_iou_elementwise(point, point) == 0
+    with pytest.raises(ValueError, match=r"boxes2 must have shape \(\.\.\., 4\), got \(3,\)"):
+        box_iou_elementwise(point, torch.zeros(3))
+    with pytest.raises(TypeError, match="boxes1 must be a torch.Tensor, got list"):
+        box_iou_elementwise([0.0, 0.0, 1.0, 1.0], point)
+
+
+def test_check_xyxy_returns_float_boxes():
+    out = check_xyxy(torch.tensor([[0, 0, 2, 3]]), "boxes")
+    assert out.dtype == torch.float32 and out.tolist() == [[0.0, 0.0, 2.0, 3.0]]
+    with pytest.raises(ValueError, match="gt must be xyxy"):
+        check_xyxy(torch.tensor([[2.0, 0.0, 1.0, 1.0]]), "gt")
+
+
 # --- nms ----------------------------------------------------------------------------------------
 
 
@@ -283,7 +319,7 @@ GOOD = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 2.0, 2.0]])
         (lambda: denormalize_boxes(GOOD, (10, -1)), "positive, got height 10 and width -1"),
         (lambda: nms(GOOD, torch.tensor([0.5]), 0.5), r"scores must have shape \(2,\).*got \(1,\)"),
         (lambda: nms(GOOD, torch.tensor([0.5, float("nan")]), 0.5), "NaN"),
-        (lambda: nms(GOOD, torch.tensor([0.5, 0.4]), 1.5), r"iou_threshold must be in \[0, 1\], got 1.5"),
+        (lambda: nms(GOOD, torch.tensor([0.5, 0.4]), 1.5), r"iou_threshold must lie in \[0, 1\], got 1.5"),
         (lambda: nms(GOOD, torch.tensor([0.5, 0.4]), 0.5, torch.tensor([0])), r"labels must have shape"),
         (lambda: nms(torch.tensor([[1.0, 0.0, 0.0, 1.0]]), torch.tensor([0.5]), 0.5), "degenerate"),
     ],
@@ -302,3 +338,5 @@ def test_wrong_types_raise_type_error():
         normalize_boxes(GOOD, (1, 2, 3))
     with pytest.raises(TypeError, match="scores must be a torch.Tensor"):
         nms(GOOD, [0.5, 0.4], 0.5)
+    with pytest.raises(TypeError, match="iou_threshold must be a number, got str"):
+        nms(GOOD, torch.tensor([0.5, 0.4]), "0.5")

@@ -10,6 +10,10 @@ from toyalgos.detection.metrics import mean_average_precision
 BACKGROUND = 0.4  # the image before painting, exactly, when noise=0
 
 
+def _g(seed):
+    return torch.Generator().manual_seed(seed)
+
+
 def _wh(boxes):
     return boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
 
@@ -42,23 +46,47 @@ def _reference_mask(kind, box, image_size, margin):
 
 
 def test_same_seed_same_data_and_different_seeds_differ():
-    a, b = make_shapes(12, seed=3), make_shapes(12, seed=3)
+    a, b = make_shapes(12, generator=_g(3)), make_shapes(12, generator=_g(3))
     assert torch.equal(a.images, b.images)
     assert all(torch.equal(x, y) for x, y in zip(a.boxes, b.boxes, strict=True))
     assert all(torch.equal(x, y) for x, y in zip(a.labels, b.labels, strict=True))
-    c = make_shapes(12, seed=4)
+    c = make_shapes(12, generator=_g(4))
     assert not torch.equal(a.images, c.images)
     assert [len(x) for x in a.boxes] != [len(x) for x in c.boxes] or not all(
         torch.equal(x, y) for x, y in zip(a.boxes, c.boxes, strict=True)
     )
-    # A seed does not depend on the global torch state.
+    # A generator does not depend on the global torch state.
     torch.manual_seed(123)
-    assert torch.equal(make_shapes(12, seed=3).images, a.images)
+    assert torch.equal(make_shapes(12, generator=_g(3)).images, a.images)
+
+
+def test_generator_is_advanced_and_none_means_the_global_generator():
+    g = _g(3)
+    first, second = make_shapes(4, generator=g), make_shapes(4, generator=g)
+    assert not torch.equal(first.images, second.images)  # one stream, two different data sets
+    torch.manual_seed(7)
+    a = make_shapes(4)
+    torch.manual_seed(7)
+    assert torch.equal(make_shapes(4).images, a.images)
+    assert not torch.equal(make_shapes(4).images, a.images)
+
+
+@pytest.mark.parametrize("generator", [3, "3", torch.Generator().manual_seed(3).get_state()])
+def test_generator_of_the_wrong_type_raises_type_error(generator):
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        make_shapes(4, generator=generator)
+
+
+def test_generator_is_keyword_only_and_there_is_no_seed_argument():
+    with pytest.raises(TypeError):
+        make_shapes(4, 64, (1, 4), (8.0, 28.0), None, 0.08, _g(0))
+    with pytest.raises(TypeError, match="seed"):
+        make_shapes(4, seed=0)
 
 
 @pytest.mark.parametrize("image_size", [32, 48, 64])
 def test_images_shape_dtype_and_range(image_size):
-    s = make_shapes(10, image_size=image_size, seed=1)
+    s = make_shapes(10, image_size=image_size, generator=_g(1))
     assert isinstance(s, Shapes)
     assert s.images.shape == (10, 3, image_size, image_size)
     assert s.images.dtype == torch.float32
@@ -74,10 +102,10 @@ def test_images_shape_dtype_and_range(image_size):
 
 def test_noise_level():
     """Background pixels are 0.4 + noise * N(0, 1): far from objects the std is ``noise``."""
-    s = make_shapes(20, n_objects=(0, 0), noise=0.05, seed=2)
+    s = make_shapes(20, n_objects=(0, 0), noise=0.05, generator=_g(2))
     torch.testing.assert_close(s.images.mean(), torch.tensor(BACKGROUND), atol=2e-3, rtol=0)
     torch.testing.assert_close(s.images.std(), torch.tensor(0.05), atol=2e-3, rtol=0)
-    clean = make_shapes(3, n_objects=(0, 0), noise=0.0, seed=2)
+    clean = make_shapes(3, n_objects=(0, 0), noise=0.0, generator=_g(2))
     assert (clean.images == BACKGROUND).all()
 
 
@@ -85,12 +113,12 @@ def test_noise_level():
 
 
 def test_object_counts_within_n_objects_inclusive():
-    s = make_shapes(300, n_objects=(2, 5), seed=5)
+    s = make_shapes(300, n_objects=(2, 5), generator=_g(5))
     counts = torch.tensor([len(b) for b in s.boxes])
     assert counts.min() == 2 and counts.max() == 5  # both ends reached: the range is inclusive
     assert set(counts.tolist()) == {2, 3, 4, 5}
     assert all(len(b) == len(lab) for b, lab in zip(s.boxes, s.labels, strict=True))
-    fixed = make_shapes(20, n_objects=(3, 3), seed=5)
+    fixed = make_shapes(20, n_objects=(3, 3), generator=_g(5))
     assert [len(b) for b in fixed.boxes] == [3] * 20
 
 
@@ -99,7 +127,7 @@ def test_object_counts_within_n_objects_inclusive():
 )
 def test_boxes_inside_the_image_with_sizes_in_size_range(image_size, size_range):
     lo, hi = size_range
-    s = make_shapes(300, image_size=image_size, size_range=size_range, seed=6)
+    s = make_shapes(300, image_size=image_size, size_range=size_range, generator=_g(6))
     boxes = torch.cat(s.boxes)
     w, h = _wh(boxes)
     assert (boxes >= 0).all() and (boxes <= image_size).all()
@@ -132,7 +160,7 @@ def test_boxes_inside_the_image_with_sizes_in_size_range(image_size, size_range)
 
 
 def test_labels_in_range_and_balanced():
-    s = make_shapes(300, seed=7)
+    s = make_shapes(300, generator=_g(7))
     labels = torch.cat(s.labels)
     assert labels.min() >= 0 and labels.max() < len(CLASSES)
     freq = torch.bincount(labels, minlength=3).double() / len(labels)
@@ -144,7 +172,7 @@ def test_labels_in_range_and_balanced():
 
 
 def _single_objects(n=300, seed=8, **kwargs):
-    s = make_shapes(n, n_objects=(1, 1), noise=0.0, seed=seed, **kwargs)
+    s = make_shapes(n, n_objects=(1, 1), noise=0.0, generator=_g(seed), **kwargs)
     foreground = (s.images != BACKGROUND).any(1)  # (n, H, W)
     return s, foreground
 
@@ -252,7 +280,7 @@ def test_fill_ratio_per_class():
 
 def test_later_shapes_are_drawn_over_earlier_ones():
     """Two concentric shapes: the second (drawn last) owns the pixels where they overlap."""
-    s = make_shapes(400, n_objects=(2, 2), noise=0.0, seed=10)
+    s = make_shapes(400, n_objects=(2, 2), noise=0.0, generator=_g(10))
     n_checked = 0
     for i in range(len(s)):
         (b0, b1), (k0, k1) = s.boxes[i], s.labels[i].tolist()
@@ -275,7 +303,7 @@ def test_later_shapes_are_drawn_over_earlier_ones():
 def test_visible_fraction_counts_the_pixels_no_later_shape_covers():
     """visible[j] = |mask_j minus the masks of the shapes drawn after j| / |mask_j|, recomputed shape by
     shape from the (unclipped) boxes; the last shape drawn is always fully visible."""
-    s = make_shapes(200, n_objects=(3, 3), size_range=(8.0, 20.0), cluster=6.0, noise=0.0, seed=10)
+    s = make_shapes(200, n_objects=(3, 3), size_range=(8.0, 20.0), cluster=6.0, noise=0.0, generator=_g(10))
     n_checked, n_partly_hidden = 0, 0
     for boxes, labels, visible in zip(s.boxes, s.labels, s.visible, strict=True):
         assert visible.shape == (3,) and visible[-1] == 1.0 and ((visible >= 0) & (visible <= 1)).all()
@@ -291,8 +319,8 @@ def test_visible_fraction_counts_the_pixels_no_later_shape_covers():
         n_checked += 1
     assert n_checked > 50 and n_partly_hidden > 50
     # Crowding hides more of each shape than spreading the same shapes out.
-    crowded = make_shapes(200, n_objects=(6, 6), size_range=(6, 10), cluster=6.0, seed=3)
-    sparse = make_shapes(200, n_objects=(6, 6), size_range=(6, 10), seed=3)
+    crowded = make_shapes(200, n_objects=(6, 6), size_range=(6, 10), cluster=6.0, generator=_g(3))
+    sparse = make_shapes(200, n_objects=(6, 6), size_range=(6, 10), generator=_g(3))
     assert torch.cat(crowded.visible).mean() < torch.cat(sparse.visible).mean() - 0.2
 
 
@@ -304,7 +332,7 @@ def test_cluster_keeps_centres_close(r):
     """With cluster=r every centre is within r of the image's anchor in x and in y, so two centres
     are at most 2 * sqrt(2) * r apart (+1 for the clamp to the image). Centres are read off the
     unclipped boxes."""
-    s = make_shapes(200, n_objects=(3, 6), size_range=(4.0, 10.0), cluster=r, seed=11)
+    s = make_shapes(200, n_objects=(3, 6), size_range=(4.0, 10.0), cluster=r, generator=_g(11))
     bound = 2 * math.sqrt(2) * r + 1
     worst, n_pairs = 0.0, 0
     for boxes in s.boxes:
@@ -316,7 +344,7 @@ def test_cluster_keeps_centres_close(r):
     assert worst <= bound
     assert worst > 0.5 * bound  # the bound is not vacuous
     # Without clustering, centres spread over the image.
-    free = make_shapes(200, n_objects=(3, 6), size_range=(4.0, 10.0), seed=11)
+    free = make_shapes(200, n_objects=(3, 6), size_range=(4.0, 10.0), generator=_g(11))
     spread = max(
         float(torch.cdist(((b[:, :2] + b[:, 2:]) / 2), ((b[:, :2] + b[:, 2:]) / 2)).max()) for b in free.boxes
     )
@@ -327,18 +355,18 @@ def test_cluster_keeps_centres_close(r):
 
 
 def test_empty_images():
-    s = make_shapes(4, n_objects=(0, 0), noise=0.0, seed=12)
+    s = make_shapes(4, n_objects=(0, 0), noise=0.0, generator=_g(12))
     for boxes, labels in zip(s.boxes, s.labels, strict=True):
         assert boxes.shape == (0, 4) and labels.shape == (0,)
     assert (s.images == BACKGROUND).all()
-    mixed = make_shapes(100, n_objects=(0, 2), seed=12)
+    mixed = make_shapes(100, n_objects=(0, 2), generator=_g(12))
     counts = [len(b) for b in mixed.boxes]
     assert min(counts) == 0 and max(counts) == 2
     assert all(b.shape == (0, 4) for b in mixed.boxes if len(b) == 0)
 
 
 def test_targets_format():
-    s = make_shapes(6, n_objects=(0, 3), seed=13)
+    s = make_shapes(6, n_objects=(0, 3), generator=_g(13))
     targets = s.targets()
     assert isinstance(targets, list) and len(targets) == 6
     for t, boxes, labels in zip(targets, s.boxes, s.labels, strict=True):
@@ -360,6 +388,9 @@ def test_targets_format():
         ({"n": 2, "n_objects": (-1, 2)}, r"n_objects must be .*got \(-1, 2\)"),
         ({"n": 2, "size_range": (0.5, 4.0)}, r"size_range must be \(min, max\) with 1 <= min <= max"),
         ({"n": 2, "size_range": (10.0, 5.0)}, r"size_range must be .*got \(10.0, 5.0\)"),
+        ({"n": 2, "image_size": 0}, "image_size must be a positive int, got 0"),
+        ({"n": 2, "noise": -0.1}, r"noise must lie in \[0, inf\), got -0.1"),
+        ({"n": 2, "cluster": -1.0}, r"cluster must lie in \[0, inf\), got -1.0"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):

@@ -1,24 +1,30 @@
 import math
 import re
+from functools import partial
 
 import pytest
 import torch
 
-from toyalgos.core import train
-from toyalgos.detection.boxes import box_iou
+from toyalgos.core import History, Loss, train
+from toyalgos.detection.boxes import box_iou, box_iou_elementwise
 from toyalgos.detection.data import make_shapes
 from toyalgos.detection.yolo import (
     YOLOv1,
-    _iou_elementwise,
     _pred_boxes,
     cell_boxes,
     decode,
     encode_targets,
     kept_objects,
+    predict,
     yolo_loss,
+    yolo_loss_terms,
 )
 
 TERMS = {"xy", "wh", "conf_obj", "conf_noobj", "class"}
+
+
+def _g(seed):
+    return torch.Generator().manual_seed(seed)
 
 
 def _long(*values):
@@ -128,7 +134,7 @@ def test_encode_empty_images():
 def test_encode_matches_a_brute_force_reference_on_shapes():
     """Every cell holds the largest of the boxes whose centre falls in it, on crowded data."""
     S, H = 4, 64
-    s = make_shapes(64, n_objects=(2, 8), cluster=12.0, seed=21)
+    s = make_shapes(64, n_objects=(2, 8), cluster=12.0, generator=_g(21))
     t = encode_targets(s.boxes, s.labels, S=S, C=3, image_size=H)
     n_shared = 0
     for i, (boxes, labels) in enumerate(zip(s.boxes, s.labels, strict=True)):
@@ -167,7 +173,7 @@ def test_kept_objects_are_the_objects_in_the_target():
     labels = [_long(0, 1, 2), torch.zeros(0, dtype=torch.long)]
     kept = kept_objects(boxes, labels, S=4, C=3, image_size=64)
     assert kept[0].tolist() == [True, False, True] and kept[1].shape == (0,)
-    s = make_shapes(200, n_objects=(2, 8), cluster=10.0, seed=33)
+    s = make_shapes(200, n_objects=(2, 8), cluster=10.0, generator=_g(33))
     kept = kept_objects(s.boxes, s.labels, S=8, C=3, image_size=64)
     target = encode_targets(s.boxes, s.labels, S=8, C=3, image_size=64)
     assert [int(k.sum()) for k in kept] == target[..., 4].sum((1, 2)).int().tolist()
@@ -226,7 +232,7 @@ def test_cell_boxes_by_hand():
 def test_round_trip_encode_perfect_output_decode(S, image_size, seed, iou_threshold):
     """Decoding the perfect output recovers every object, when no two objects share a cell (and, with
     NMS, no two objects of one class overlap with IoU > 0.5)."""
-    s = make_shapes(40, image_size=image_size, n_objects=(0, 4), size_range=(6.0, 20.0), seed=seed)
+    s = make_shapes(40, image_size=image_size, n_objects=(0, 4), size_range=(6.0, 20.0), generator=_g(seed))
     target = encode_targets(s.boxes, s.labels, S=S, C=3, image_size=image_size)
     pred = _perfect_output(target)
     dets = decode(pred, B=2, image_size=image_size, conf_threshold=0.5, iou_threshold=iou_threshold)
@@ -247,14 +253,15 @@ def test_round_trip_encode_perfect_output_decode(S, image_size, seed, iou_thresh
     assert n_checked > 25
 
 
-# --- yolo_loss --------------------------------------------------------------------------------------
+# --- yolo_loss_terms, yolo_loss ---------------------------------------------------------------------
 
 
 def test_loss_is_zero_for_the_perfect_output():
-    s = make_shapes(16, seed=25)
+    s = make_shapes(16, generator=_g(25))
     target = encode_targets(s.boxes, s.labels, S=4, C=3, image_size=64)
     assert target[..., 4].sum() > 20
-    total, terms = yolo_loss(_perfect_output(target), target, B=2)
+    terms = yolo_loss_terms(_perfect_output(target), target, B=2)
+    total = sum(terms.values())
     assert set(terms) == TERMS
     assert total.dim() == 0 and abs(float(total)) < 1e-6
     for name, value in terms.items():
@@ -286,7 +293,7 @@ def test_loss_terms_by_hand_responsible_predictor_has_the_higher_iou(good_slot):
     iou_good = _iou_xyxy(_cell_xyxy(1, 2, good[0], good[1], good[2] ** 2, good[3] ** 2, 4), gt)
     iou_bad = _iou_xyxy(_cell_xyxy(1, 2, bad[0], bad[1], bad[2] ** 2, bad[3] ** 2, 4), gt)
     assert 0 < iou_bad < iou_good < 1  # both overlap: the choice is made by the IoU, not by overlap
-    _, terms = yolo_loss(pred, target, B=2)
+    terms = yolo_loss_terms(pred, target, B=2)
     expected = {
         "xy": 5.0 * ((0.55 - 0.5) ** 2 + (0.45 - 0.5) ** 2),  # good predictor only
         "wh": 5.0 * ((0.5 - 0.5) ** 2 + (0.52 - 0.5) ** 2),
@@ -299,7 +306,7 @@ def test_loss_terms_by_hand_responsible_predictor_has_the_higher_iou(good_slot):
 
 
 def test_loss_conf_target_is_the_iou():
-    """conf_obj = (conf - IoU)^2 with the IoU of the responsible box, by ``_iou_elementwise``."""
+    """conf_obj = (conf - IoU)^2 with the IoU of the responsible box, by ``box_iou_elementwise``."""
     g = torch.Generator().manual_seed(26)
     target = encode_targets([torch.tensor([[20.0, 30.0, 44.0, 46.0]])], [_long(1)], S=4, C=3, image_size=64)
     (row, col) = target[0, ..., 4].nonzero()[0].tolist()
@@ -310,10 +317,10 @@ def test_loss_conf_target_is_the_iou():
             [torch.tensor(_cell_xyxy(row, col, x, y, w**2, h**2, 4)) for x, y, w, h, _ in p.tolist()]
         )
         gt = torch.tensor(_cell_xyxy(row, col, *target[0, row, col, :4].tolist(), 4))
-        iou = _iou_elementwise(boxes, gt.expand(2, 4))
+        iou = box_iou_elementwise(boxes, gt.expand(2, 4))
         torch.testing.assert_close(iou, box_iou(boxes, gt[None])[:, 0])
         j = int(iou.argmax())
-        _, terms = yolo_loss(pred, target, B=2)
+        terms = yolo_loss_terms(pred, target, B=2)
         torch.testing.assert_close(terms["conf_obj"], (p[j, 4] - iou[j]) ** 2)
         # the other predictor of the object cell counts as "no object", with every empty cell's B boxes
         noobj = pred[0, ..., [4, 9]].pow(2).sum() - p[j, 4] ** 2
@@ -330,26 +337,25 @@ def test_pred_boxes_matches_cell_boxes():
 
 
 def test_loss_lambdas_scale_only_their_terms():
-    s = make_shapes(8, seed=28)
+    s = make_shapes(8, generator=_g(28))
     target = encode_targets(s.boxes, s.labels, S=4, C=3, image_size=64)
     pred = torch.rand(8, 4, 4, 13, generator=torch.Generator().manual_seed(28))
-    _, base = yolo_loss(pred, target, B=2)
+    base = yolo_loss_terms(pred, target, B=2)
     assert all(float(v) > 0 for v in base.values())
-    total, scaled = yolo_loss(pred, target, B=2, lambda_coord=2.0, lambda_noobj=3.0)
+    scaled = yolo_loss_terms(pred, target, B=2, lambda_coord=2.0, lambda_noobj=3.0)
     for name in ("xy", "wh"):
         torch.testing.assert_close(scaled[name] / base[name], torch.tensor(2.0 / 5.0))
     torch.testing.assert_close(scaled["conf_noobj"] / base["conf_noobj"], torch.tensor(3.0 / 0.5))
     for name in ("conf_obj", "class"):
         torch.testing.assert_close(scaled[name], base[name])
-    torch.testing.assert_close(total, sum(scaled.values()))
 
 
 def test_loss_is_averaged_over_images():
-    s = make_shapes(6, seed=29)
+    s = make_shapes(6, generator=_g(29))
     target = encode_targets(s.boxes, s.labels, S=4, C=3, image_size=64)
     pred = torch.rand(6, 4, 4, 13, generator=torch.Generator().manual_seed(29))
-    whole, _ = yolo_loss(pred, target, B=2)
-    parts = [yolo_loss(pred[i : i + 1], target[i : i + 1], B=2)[0] for i in range(6)]
+    whole = sum(yolo_loss_terms(pred, target, B=2).values())
+    parts = [sum(yolo_loss_terms(pred[i : i + 1], target[i : i + 1], B=2).values()) for i in range(6)]
     torch.testing.assert_close(whole, torch.stack(parts).mean())
 
 
@@ -360,7 +366,7 @@ def test_loss_gradients():
     pred, target, good, _ = _one_object_case(good_slot=1)
     pred = pred.repeat(2, 1, 1, 1).requires_grad_(True)  # N = 2
     target = target.repeat(2, 1, 1, 1)
-    total, _ = yolo_loss(pred, target, B=2)
+    total = sum(yolo_loss_terms(pred, target, B=2).values())
     total.backward()
     grad = pred.grad
     assert torch.isfinite(grad).all()
@@ -370,9 +376,9 @@ def test_loss_gradients():
     assert (grad[:, 1, 2, 0:4] == 0).all()  # the bad predictor gets no coordinate gradient
     # Through a network: every parameter gets a finite gradient.
     model = YOLOv1(S=4, channels=(4, 4, 4), depth=1)
-    s = make_shapes(4, seed=30)
-    loss, _ = yolo_loss(model(s.images), encode_targets(s.boxes, s.labels, S=4, C=3, image_size=64), B=2)
-    loss.backward()
+    s = make_shapes(4, generator=_g(30))
+    loss = yolo_loss(model, s.images, encode_targets(s.boxes, s.labels, S=4, C=3, image_size=64))
+    loss.total.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert model.head.weight.grad.abs().sum() > 0
 
@@ -400,12 +406,45 @@ def test_loss_gradients():
 )
 def test_loss_bad_input_raises_value_error(pred, target, B, match):
     with pytest.raises(ValueError, match=match):
-        yolo_loss(pred, target, B=B)
+        yolo_loss_terms(pred, target, B=B)
 
 
 def test_loss_one_dimensional_pred_raises_value_error():
     with pytest.raises(ValueError, match=r"pred \(N, S, S, 5B \+ C\)"):
-        yolo_loss(torch.zeros(13), torch.zeros(2, 4, 4, 8), B=2)
+        yolo_loss_terms(torch.zeros(13), torch.zeros(2, 4, 4, 8), B=2)
+
+
+def test_loss_bad_options_and_types():
+    pred, target = torch.zeros(2, 4, 4, 13), torch.zeros(2, 4, 4, 8)
+    with pytest.raises(ValueError, match=r"lambda_noobj must lie in \[0, inf\), got -1.0"):
+        yolo_loss_terms(pred, target, B=2, lambda_noobj=-1.0)
+    with pytest.raises(ValueError, match="B must be a positive int, got 0"):
+        yolo_loss_terms(pred, target, B=0)
+    with pytest.raises(TypeError, match="target must be a torch.Tensor, got list"):
+        yolo_loss_terms(pred, [0.0], B=2)
+    with pytest.raises(TypeError, match="positional"):
+        yolo_loss_terms(pred, target, 2, 5.0)  # the lambdas are keyword-only
+    model = YOLOv1(S=4, channels=(4, 4, 4), depth=0)
+    with pytest.raises(TypeError, match="lambda_coord must be a number, got str"):
+        yolo_loss(model, torch.zeros(2, 3, 64, 64), target, lambda_coord="5")
+
+
+def test_yolo_loss_is_the_terms_of_the_models_output_as_a_loss():
+    """yolo_loss(model, images, targets) = Loss(sum of yolo_loss_terms(model(images)), terms), with B
+    (here 3) taken from the model and the lambdas passed through."""
+    torch.manual_seed(34)
+    model = YOLOv1(S=4, B=3, channels=(4, 4, 4), depth=1).eval()
+    s = make_shapes(6, generator=_g(34))
+    targets = encode_targets(s.boxes, s.labels, S=4, C=3, image_size=64)
+    out = yolo_loss(model, s.images, targets, lambda_coord=2.0, lambda_noobj=1.0)
+    assert isinstance(out, Loss) and set(out.terms) == TERMS and out.total.dim() == 0
+    expected = yolo_loss_terms(model(s.images), targets, B=3, lambda_coord=2.0, lambda_noobj=1.0)
+    for name, value in expected.items():
+        torch.testing.assert_close(out.terms[name], value)
+    torch.testing.assert_close(out.total, sum(expected.values()))
+    # partial binds the options, as train needs
+    bound = partial(yolo_loss, lambda_coord=2.0, lambda_noobj=1.0)(model, s.images, targets)
+    torch.testing.assert_close(bound.total, out.total)
 
 
 # --- YOLOv1 ---------------------------------------------------------------------------------------
@@ -544,8 +583,48 @@ def test_decode_all_zero_output_gives_empty_detections():
 
 
 def test_decode_bad_input_raises_value_error():
-    with pytest.raises(ValueError, match=r"pred must have shape \(N, S, S, 5B \+ C\), got \(4, 4, 13\)"):
+    with pytest.raises(ValueError, match=r"pred must have shape \(N, S, S, 5B \+ C\) .*got \(4, 4, 13\)"):
         decode(torch.zeros(4, 4, 13), B=2, image_size=64)
+    with pytest.raises(ValueError, match=r"with 5B = 15, got \(1, 4, 4, 13\)"):
+        decode(torch.zeros(1, 4, 4, 13), B=3, image_size=64)
+    with pytest.raises(TypeError, match="pred must be a torch.Tensor"):
+        decode([[0.0]], B=2, image_size=64)
+
+
+# --- predict ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_predict_is_the_eval_mode_output_and_restores_the_mode(training):
+    torch.manual_seed(35)
+    model = YOLOv1(S=4, channels=(4, 8, 8), depth=1)
+    model.train(training)
+    images = make_shapes(7, generator=_g(35)).images
+    running_mean = model.backbone.stages[0][1].running_mean.clone()
+    out = predict(model, images, batch_size=3)
+    assert model.training is training and all(m.training is training for m in model.modules())
+    assert torch.equal(model.backbone.stages[0][1].running_mean, running_mean)  # batch norm untouched
+    assert out.shape == (7, 4, 4, 13) and not out.requires_grad
+    model.eval()
+    with torch.no_grad():
+        expected = model(images)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(predict(model, images), out)  # batch_size only splits the work
+
+
+def test_predict_restores_the_mode_when_the_model_raises():
+    model = YOLOv1(S=4, channels=(4, 4, 4), depth=0)
+    with pytest.raises(ValueError, match="images must have shape"):
+        predict(model, torch.zeros(2, 3, 32, 32))
+    assert model.training
+
+
+def test_predict_bad_input():
+    model = YOLOv1(S=4, channels=(4, 4, 4), depth=0)
+    with pytest.raises(ValueError, match=r"images must have 4 dimensions, got shape \(3, 64, 64\)"):
+        predict(model, torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        predict(model, torch.zeros(1, 3, 64, 64), batch_size=0)
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -555,19 +634,32 @@ def test_training_smoke_reduces_the_loss():
     """40 Adam steps (batch 16, lr 3e-3) on 64 images with the default 8x8 model: mean loss of the first
     5 steps 14.9, of the last 5 1.65 (ratio 0.11; 0.10 to 0.11 over torch seeds 0-5), about 0.6 s on 2
     idle CPU cores. Most of the drop is the confidences of empty cells going from ~0.5 to ~0; the bound
-    0.3 leaves a 3x margin."""
-    data = make_shapes(64, seed=0)
+    0.3 leaves a 3x margin. ``train`` records the five terms of the ``Loss``, which add up to the loss."""
+    data = make_shapes(64, generator=_g(0))
     target = encode_targets(data.boxes, data.labels, S=8, C=3, image_size=64)
     torch.manual_seed(0)
     model = YOLOv1()
-
-    def loss_fn(images, targets):
-        return yolo_loss(model(images), targets, B=2)[0]
-
     g = torch.Generator().manual_seed(0)
-    losses = train(
-        model, loss_fn, (data.images, target), steps=40, batch_size=16, lr=3e-3, progress=False, generator=g
+    history = train(
+        model, yolo_loss, (data.images, target), steps=40, batch_size=16, lr=3e-3, progress=False, generator=g
     )
+    assert isinstance(history, History) and not model.training
+    losses = history.loss
     assert losses.shape == (40,) and all(math.isfinite(v) for v in losses)
     first, last = losses[:5].mean(), losses[-5:].mean()
     assert last < 0.3 * first, (first, last)
+    assert set(history.terms) == TERMS and all(v.shape == (40,) for v in history.terms.values())
+    assert abs(sum(history.terms.values()) - losses).max() < 1e-4 * losses.max()
+    # the lambdas bound with partial reach the loss: lambda_noobj = 0 removes the no-object term
+    torch.manual_seed(0)
+    model = YOLOv1()
+    history = train(
+        model,
+        partial(yolo_loss, lambda_noobj=0.0),
+        (data.images, target),
+        steps=2,
+        batch_size=16,
+        progress=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert (history.terms["conf_noobj"] == 0).all()

@@ -1,10 +1,29 @@
 """Object detection: boxes, NMS, mAP, synthetic shapes and a YOLO v1 grid detector."""
 
-from .boxes import BOX_FORMATS, box_area, box_convert, box_iou, denormalize_boxes, nms, normalize_boxes
+from .boxes import (
+    BOX_FORMATS,
+    box_area,
+    box_convert,
+    box_iou,
+    box_iou_elementwise,
+    check_xyxy,
+    denormalize_boxes,
+    nms,
+    normalize_boxes,
+)
 from .data import CLASSES, Shapes, hflip, make_shapes
 from .metrics import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mean_average_precision
 from .plot import class_legend, draw_boxes, draw_grid, show_image
-from .yolo import YOLOv1, cell_boxes, decode, encode_targets, kept_objects, yolo_loss
+from .yolo import (
+    YOLOv1,
+    cell_boxes,
+    decode,
+    encode_targets,
+    kept_objects,
+    predict,
+    yolo_loss,
+    yolo_loss_terms,
+)
 
 __all__ = [
     "BOX_FORMATS",
@@ -16,7 +35,9 @@ __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
+    "box_iou_elementwise",
     "cell_boxes",
+    "check_xyxy",
     "class_legend",
     "decode",
     "denormalize_boxes",
@@ -29,6 +50,8 @@ __all__ = [
     "mean_average_precision",
     "nms",
     "normalize_boxes",
+    "predict",
     "show_image",
     "yolo_loss",
+    "yolo_loss_terms",
 ]

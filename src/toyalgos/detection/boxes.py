@@ -1,14 +1,15 @@
-"""Bounding boxes: format conversion, normalisation, area, pairwise IoU and non-maximum suppression.
+"""Bounding boxes: format conversion, normalisation, area, IoU and non-maximum suppression.
 
 Boxes are tensors whose last dimension holds 4 numbers, in one of three formats (the names of
 ``torchvision.ops.box_convert``):
 
-- ``"xyxy"``: corners (x1, y1, x2, y2), what ``box_area``, ``box_iou`` and ``nms`` take;
+- ``"xyxy"``: corners (x1, y1, x2, y2), what ``box_area``, the IoUs and ``nms`` take;
 - ``"xywh"``: top-left corner and size (x, y, w, h), COCO's ``bbox``;
 - ``"cxcywh"``: centre and size (cx, cy, w, h), what YOLO and DETR predict.
 
 A box with x2 < x1 or y2 < y1 is degenerate and raises; a zero-width or zero-height box is
-allowed and has IoU 0 with every box, itself included.
+allowed and has IoU 0 with every box, itself included. IoU is written once,
+``box_iou_elementwise``; ``box_iou``, ``nms``, the YOLO loss and the mAP matcher all call it.
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ from collections.abc import Sequence
 
 import torch
 
+from ..core.checks import check_choice, check_number, check_tensor
+
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
 def _check_last_dim(boxes: torch.Tensor, name: str) -> None:
-    if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
+    check_tensor(boxes, name)
     if boxes.dtype == torch.bool or boxes.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {boxes.dtype}")
     if boxes.dim() == 0 or boxes.shape[-1] != 4:
         raise ValueError(f"{name} must have shape (..., 4), got {tuple(boxes.shape)}")
 
 
-def _check_xyxy(boxes: torch.Tensor, name: str) -> torch.Tensor:
-    """``boxes`` as a floating (N, 4) xyxy tensor, after checking it is finite and not degenerate."""
+def check_xyxy(boxes: torch.Tensor, name: str) -> torch.Tensor:
+    """``boxes`` as a floating (N, 4) xyxy tensor, after checking it is finite and not degenerate.
+
+    The input check of every function here that takes xyxy boxes (and of ``mean_average_precision``).
+    """
     _check_last_dim(boxes, name)
     if boxes.dim() != 2:
         raise ValueError(f"{name} must be 2-D (N, 4), got shape {tuple(boxes.shape)}")
@@ -50,11 +55,6 @@ def _check_xyxy(boxes: torch.Tensor, name: str) -> torch.Tensor:
     return boxes
 
 
-def _check_format(fmt: str, name: str) -> None:
-    if fmt not in BOX_FORMATS:
-        raise ValueError(f"{name} must be one of {BOX_FORMATS}, got {fmt!r}")
-
-
 def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
     """Convert boxes of shape (..., 4) between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
 
@@ -63,8 +63,8 @@ def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
     returns a new tensor, even when ``in_fmt == out_fmt``.
     """
     _check_last_dim(boxes, "boxes")
-    _check_format(in_fmt, "in_fmt")
-    _check_format(out_fmt, "out_fmt")
+    check_choice(in_fmt, "in_fmt", BOX_FORMATS)
+    check_choice(out_fmt, "out_fmt", BOX_FORMATS)
     if in_fmt == out_fmt:
         return boxes.clone()
     a, b, c, d = boxes.unbind(-1)
@@ -114,42 +114,63 @@ def denormalize_boxes(boxes: torch.Tensor, image_size: int | float | Sequence[in
 
 
 def _area(boxes: torch.Tensor) -> torch.Tensor:
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
-def _pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU of (..., N, 4) and (..., M, 4) valid xyxy boxes -> (..., N, M); 0 where the union is 0.
-
-    Same arithmetic as torchvision's ``box_iou`` and COCO's ``bbIou``: inter / (area1 + area2 - inter).
-    """
-    top_left = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
-    bottom_right = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = _area(boxes1)[..., :, None] + _area(boxes2)[..., None, :] - inter
-    # A zero union means two zero-area boxes, so inter is 0 too: divide by 1 instead of 0.
-    return inter / torch.where(union > 0, union, torch.ones_like(union))
+    return (boxes[..., 2:] - boxes[..., :2]).prod(-1)  # (x2 - x1)(y2 - y1)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     """Areas (x2 - x1)(y2 - y1) of (N, 4) xyxy boxes, shape (N,)."""
-    return _area(_check_xyxy(boxes, "boxes"))
+    return _area(check_xyxy(boxes, "boxes"))
+
+
+def box_iou_elementwise(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Intersection over union |A n B| / |A u B| of matching xyxy boxes: (..., 4) x (..., 4) -> (...).
+
+    The two shapes broadcast, so ``box_iou_elementwise(a[:, None], b[None])`` is the (N, M) matrix
+    of ``box_iou``, and a batch of such matrices comes the same way. Same arithmetic as
+    torchvision's ``box_iou`` and COCO's ``bbIou``: inter / (area1 + area2 - inter), 0 where the
+    union is 0 (two zero-area boxes). The boxes are not checked: they must be xyxy with
+    x1 <= x2 and y1 <= y2 (``check_xyxy``).
+    """
+    _check_last_dim(boxes1, "boxes1")
+    _check_last_dim(boxes2, "boxes2")
+    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
+    union = _area(boxes1) + _area(boxes2) - inter
+    # A zero union means two zero-area boxes, so inter is 0 too: divide by 1 instead of 0.
+    return inter / torch.where(union > 0, union, torch.ones_like(union))
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Pairwise intersection over union |A n B| / |A u B| (the Jaccard index) of xyxy boxes.
+    """Pairwise intersection over union (the Jaccard index) of xyxy boxes: every box with every box.
 
     (N, 4) x (M, 4) -> (N, M), vectorised. Disjoint or merely touching boxes have IoU 0, and so
     does any pair involving a zero-area box (no NaN).
     """
-    return _pairwise_iou(_check_xyxy(boxes1, "boxes1"), _check_xyxy(boxes2, "boxes2"))
+    boxes1, boxes2 = check_xyxy(boxes1, "boxes1"), check_xyxy(boxes2, "boxes2")
+    return box_iou_elementwise(boxes1[:, None, :], boxes2[None, :, :])
 
 
 def _check_vector(x: torch.Tensor, name: str, n: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    check_tensor(x, name)
     if x.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match boxes, got {tuple(x.shape)}")
+
+
+def _check_nms_inputs(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """``boxes`` as floating (N, 4) xyxy, after checking scores (N,), real, not NaN, labels (N,)."""
+    boxes = check_xyxy(boxes, "boxes")
+    _check_vector(scores, "scores", len(boxes))
+    if scores.dtype == torch.bool or scores.is_complex():
+        raise TypeError(f"scores must hold real numbers, got dtype {scores.dtype}")
+    if torch.isnan(scores).any():
+        raise ValueError(f"scores must not be NaN, got {int(torch.isnan(scores).sum())} NaN values")
+    check_number(iou_threshold, "iou_threshold", 0, 1)
+    if labels is not None:
+        _check_vector(labels, "labels", len(boxes))
+    return boxes
 
 
 def nms(
@@ -169,21 +190,13 @@ def nms(
     The IoU matrix is computed once; the greedy pass loops over the kept boxes only, each step
     dropping everything the new box suppresses. Memory is O(N^2).
     """
-    boxes = _check_xyxy(boxes, "boxes")
+    boxes = _check_nms_inputs(boxes, scores, iou_threshold, labels)
     n = len(boxes)
-    _check_vector(scores, "scores", n)
-    if scores.dtype == torch.bool or scores.is_complex():
-        raise TypeError(f"scores must hold real numbers, got dtype {scores.dtype}")
-    if torch.isnan(scores).any():
-        raise ValueError(f"scores must not be NaN, got {int(torch.isnan(scores).sum())} NaN values")
-    if not 0 <= iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
-    if labels is not None:
-        _check_vector(labels, "labels", n)
     if n == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    suppresses = _pairwise_iou(boxes[order], boxes[order]) > iou_threshold
+    ranked = boxes[order]
+    suppresses = box_iou_elementwise(ranked[:, None, :], ranked[None, :, :]) > iou_threshold
     if labels is not None:
         sorted_labels = labels[order]
         suppresses &= sorted_labels[:, None] == sorted_labels[None, :]

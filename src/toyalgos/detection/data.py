@@ -1,6 +1,6 @@
 """Synthetic detection data: coloured shapes on a noisy background, with exact boxes.
 
-Every image is drawn from a seed, so a data set is reproducible and free. Knobs set how many
+Every image is drawn with a ``torch.Generator``, so a data set is reproducible and free. Knobs set how many
 objects an image holds, how big they are and how tightly they cluster: the default set is
 sparse and medium-sized; ``cluster`` packs small objects close together, the case where a
 grid detector that gives each cell one object runs out of cells.
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from ..core.checks import check_generator, check_number, check_positive_int
 
 CLASSES = ("square", "disc", "triangle")
 
@@ -52,6 +54,25 @@ def _shape_masks(kind: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, size: t
     return torch.where(k == 0, square, torch.where(k == 1, disc, triangle))
 
 
+def _check_shape_options(
+    n: int,
+    image_size: int,
+    n_objects: tuple[int, int],
+    size_range: tuple[float, float],
+    cluster: float | None,
+    noise: float,
+) -> None:
+    check_positive_int(n, "n")
+    check_positive_int(image_size, "image_size")
+    if not 0 <= n_objects[0] <= n_objects[1]:
+        raise ValueError(f"n_objects must be (min, max) with 0 <= min <= max, got {n_objects}")
+    if not 1 <= size_range[0] <= size_range[1]:
+        raise ValueError(f"size_range must be (min, max) with 1 <= min <= max, got {size_range}")
+    if cluster is not None:
+        check_number(cluster, "cluster", 0)
+    check_number(noise, "noise", 0)
+
+
 def make_shapes(
     n: int,
     image_size: int = 64,
@@ -59,7 +80,8 @@ def make_shapes(
     size_range: tuple[float, float] = (8.0, 28.0),
     cluster: float | None = None,
     noise: float = 0.08,
-    seed: int = 0,
+    *,
+    generator: torch.Generator | None = None,
 ) -> Shapes:
     """``n`` images with between ``n_objects[0]`` and ``n_objects[1]`` shapes each.
 
@@ -67,52 +89,16 @@ def make_shapes(
     (pixels), a random saturated colour and a centre uniform over the image, or, with
     ``cluster = r``, within r pixels of one random point per image. Later shapes are drawn
     over earlier ones; a box is the drawn shape's extent, clipped to the image, whether or not
-    later shapes hide part of it (``Shapes.visible`` says how much is left).
+    later shapes hide part of it (``Shapes.visible`` says how much is left). Every random number
+    comes from ``generator`` (torch's global generator if None).
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    lo, hi = n_objects
-    if not 0 <= lo <= hi:
-        raise ValueError(f"n_objects must be (min, max) with 0 <= min <= max, got {n_objects}")
-    if not 1 <= size_range[0] <= size_range[1]:
-        raise ValueError(f"size_range must be (min, max) with 1 <= min <= max, got {size_range}")
-    g = torch.Generator().manual_seed(seed)
-    counts = torch.randint(lo, hi + 1, (n,), generator=g)
-    m = int(counts.sum())
-    image_of = torch.repeat_interleave(torch.arange(n), counts)
-    kind = torch.randint(len(CLASSES), (m,), generator=g)
-    size = size_range[0] + (size_range[1] - size_range[0]) * torch.rand(m, generator=g)
-    if cluster is None:
-        centre = torch.rand(m, 2, generator=g) * image_size
-    else:
-        anchor = size_range[1] / 2 + torch.rand(n, 2, generator=g) * (image_size - size_range[1])
-        centre = anchor[image_of] + (2 * torch.rand(m, 2, generator=g) - 1) * cluster
-        centre = centre.clamp(0, image_size - 1e-3)
-    colour = torch.rand(m, 3, generator=g) * 0.5 + 0.5 * (torch.rand(m, 3, generator=g) > 0.5)
-
-    masks = _shape_masks(kind, centre[:, 0], centre[:, 1], size, image_size)  # (m, H, W)
-    images = 0.4 + noise * torch.randn(n, 3, image_size, image_size, generator=g)
-    # Paint in order: a pixel takes the colour of the last shape of its image that covers it.
-    first = torch.cumsum(counts, 0) - counts  # index of each image's first shape
-    rank = torch.arange(m) - first[image_of]  # each shape's index in its image
-    ranked = torch.where(masks, rank.view(-1, 1, 1), -1)
-    top = torch.full((n, image_size, image_size), -1).scatter_reduce_(
-        0, image_of.view(-1, 1, 1).expand_as(ranked), ranked, "amax"
-    )
-    if m:
-        shape_at = (first.view(-1, 1, 1) + top).clamp(0, m - 1)  # unpainted pixels: any index, unused
-        images = torch.where((top >= 0).unsqueeze(1), colour[shape_at].permute(0, 3, 1, 2), images)
-    images = images.clamp(0, 1)
-    # The fraction of each shape's pixels left visible by the shapes drawn over it.
-    on_top = masks & (top[image_of] == rank.view(-1, 1, 1))
-    visible = on_top.sum((1, 2)) / masks.sum((1, 2)).clamp(min=1)
-
-    half = size / 2
-    y1, y2 = centre[:, 1] - half, centre[:, 1] + half
-    # A triangle is widest at its base: if the base is cut off below the image, so is its width.
-    half_w = torch.where(kind == 2, ((y2.clamp(max=image_size) - y1) / 2).clamp(max=half), half)
-    x1, x2 = centre[:, 0] - half_w, centre[:, 0] + half_w
-    boxes = torch.stack([x1, y1, x2, y2], 1).clamp(0, image_size)
+    _check_shape_options(n, image_size, n_objects, size_range, cluster, noise)
+    check_generator(generator)
+    scene = _layout(n, image_size, n_objects, size_range, cluster, generator=generator)
+    counts, kind, size, centre, colour = scene
+    background = 0.4 + noise * torch.randn(n, 3, image_size, image_size, generator=generator)
+    images, visible = _paint(background, counts, kind, size, centre, colour)
+    boxes = _extent(kind, size, centre, image_size)
     per_image = counts.tolist()
     return Shapes(
         images,
@@ -120,6 +106,71 @@ def make_shapes(
         list(kind.split(per_image)),
         visible=list(visible.split(per_image)),
     )
+
+
+def _layout(
+    n: int,
+    image_size: int,
+    n_objects: tuple[int, int],
+    size_range: tuple[float, float],
+    cluster: float | None,
+    *,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, ...]:
+    """The random scene: objects per image (n,), and per object kind, size, centre (m, 2), colour (m, 3)."""
+    counts = torch.randint(n_objects[0], n_objects[1] + 1, (n,), generator=generator)
+    m = int(counts.sum())
+    kind = torch.randint(len(CLASSES), (m,), generator=generator)
+    size = size_range[0] + (size_range[1] - size_range[0]) * torch.rand(m, generator=generator)
+    if cluster is None:
+        centre = torch.rand(m, 2, generator=generator) * image_size
+    else:
+        image_of = torch.repeat_interleave(torch.arange(n), counts)
+        anchor = size_range[1] / 2 + torch.rand(n, 2, generator=generator) * (image_size - size_range[1])
+        centre = anchor[image_of] + (2 * torch.rand(m, 2, generator=generator) - 1) * cluster
+        centre = centre.clamp(0, image_size - 1e-3)
+    colour = torch.rand(m, 3, generator=generator) * 0.5 + 0.5 * (torch.rand(m, 3, generator=generator) > 0.5)
+    return counts, kind, size, centre, colour
+
+
+def _paint(
+    background: torch.Tensor,
+    counts: torch.Tensor,
+    kind: torch.Tensor,
+    size: torch.Tensor,
+    centre: torch.Tensor,
+    colour: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (n, 3, H, W) in [0, 1] with the shapes painted in order, and each shape's visible fraction."""
+    n, _, image_size, _ = background.shape
+    m = len(kind)
+    masks = _shape_masks(kind, centre[:, 0], centre[:, 1], size, image_size)  # (m, H, W)
+    image_of = torch.repeat_interleave(torch.arange(n), counts)
+    # A pixel takes the colour of the last shape of its image that covers it.
+    first = torch.cumsum(counts, 0) - counts  # index of each image's first shape
+    rank = torch.arange(m) - first[image_of]  # each shape's index in its image
+    ranked = torch.where(masks, rank.view(-1, 1, 1), -1)
+    top = torch.full((n, image_size, image_size), -1).scatter_reduce_(
+        0, image_of.view(-1, 1, 1).expand_as(ranked), ranked, "amax"
+    )
+    images = background
+    if m:
+        shape_at = (first.view(-1, 1, 1) + top).clamp(0, m - 1)  # unpainted pixels: any index, unused
+        images = torch.where((top >= 0).unsqueeze(1), colour[shape_at].permute(0, 3, 1, 2), images)
+    # The fraction of each shape's pixels left visible by the shapes drawn over it.
+    on_top = masks & (top[image_of] == rank.view(-1, 1, 1))
+    visible = on_top.sum((1, 2)) / masks.sum((1, 2)).clamp(min=1)
+    return images.clamp(0, 1), visible
+
+
+def _extent(kind: torch.Tensor, size: torch.Tensor, centre: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Each shape's box (m, 4), xyxy pixels, clipped to the image."""
+    half = size / 2
+    y1, y2 = centre[:, 1] - half, centre[:, 1] + half
+    # A triangle is widest at its base: if the base is cut off below the image, so is its width.
+    half_w = torch.where(kind == 2, ((y2.clamp(max=image_size) - y1) / 2).clamp(max=half), half)
+    x1, x2 = centre[:, 0] - half_w, centre[:, 0] + half_w
+    return torch.stack([x1, y1, x2, y2], 1).clamp(0, image_size)
 
 
 def hflip(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .boxes import _check_xyxy, _pairwise_iou
+from ..core.checks import check_positive_int, check_tensor
+from .boxes import box_iou_elementwise, check_xyxy
 
 # The exact floats of COCOeval's Params.setDetParams (np.linspace), so that comparisons of IoUs and
 # recalls with the thresholds agree with pycocotools to the last bit.
@@ -32,8 +33,7 @@ _CHUNK = 256  # images matched at once (memory: chunk x detections x ground trut
 
 
 def _vector(x: Any, name: str, n: int, integer: bool) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    check_tensor(x, name)
     if x.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match the {n} boxes, got {tuple(x.shape)}")
     if integer and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
@@ -63,11 +63,22 @@ def _entry(entry: Any, where: str, with_scores: bool) -> tuple[torch.Tensor, ...
             f"{where}['boxes'] must have shape (n, 4), got {tuple(boxes.shape)} "
             "(use torch.zeros((0, 4)) for an image without boxes)"
         )
-    boxes = _check_xyxy(boxes, f"{where}['boxes']").detach().to("cpu", torch.float64)
+    boxes = check_xyxy(boxes, f"{where}['boxes']").detach().to("cpu", torch.float64)
     labels = _vector(entry["labels"], f"{where}['labels']", len(boxes), integer=True)
     if not with_scores:
         return boxes, labels
     return boxes, labels, _vector(entry["scores"], f"{where}['scores']", len(boxes), integer=False)
+
+
+def _check_inputs(
+    preds: Any, targets: Any, iou_thresholds: Iterable[float] | torch.Tensor | None
+) -> tuple[list[tuple[torch.Tensor, ...]], list[tuple[torch.Tensor, ...]], torch.Tensor]:
+    """Detections (boxes, labels, scores) and ground truth (boxes, labels) per image, as float64 /
+    int64 CPU tensors, and the IoU thresholds, after checking every entry."""
+    _check_lists(preds, targets)
+    dets = [_entry(p, f"preds[{i}]", with_scores=True) for i, p in enumerate(preds)]
+    gts = [_entry(t, f"targets[{i}]", with_scores=False) for i, t in enumerate(targets)]
+    return dets, gts, _thresholds(iou_thresholds)
 
 
 def _check_lists(preds: Any, targets: Any) -> None:
@@ -186,7 +197,7 @@ def _match_chunk(
     gt_valid = _pad([torch.ones(len(b), dtype=torch.bool) for b, _ in gts], False)
     comparable = det_labels[:, :, None] == gt_labels[:, None, :]
     comparable &= det_valid[:, :, None] & gt_valid[:, None, :]
-    iou = torch.where(comparable, _pairwise_iou(det_boxes, gt_boxes), -1.0)
+    iou = torch.where(comparable, box_iou_elementwise(det_boxes[:, :, None], gt_boxes[:, None, :]), -1.0)
     coco, voc = _coco_matches(iou, thresholds), _voc_true_positives(iou)
     n = [len(b) for b, _ in dets]
     return [coco[i, :, : n[i]] for i in range(len(n))], [voc[i, : n[i]] for i in range(len(n))]
@@ -377,16 +388,8 @@ def mean_average_precision(
     ``recall`` (T, K); -1 for classes without ground truth. ``precision`` against the recall
     thresholds is the precision-recall curve; ``scores`` maps a confidence threshold onto it.
     """
-    _check_lists(preds, targets)
-    thresholds = _thresholds(iou_thresholds)
-    if (
-        isinstance(max_detections, bool)
-        or not isinstance(max_detections, int | np.integer)
-        or max_detections < 1
-    ):
-        raise ValueError(f"max_detections must be a positive int, got {max_detections!r}")
-    dets = [_entry(p, f"preds[{i}]", with_scores=True) for i, p in enumerate(preds)]
-    gts = [_entry(t, f"targets[{i}]", with_scores=False) for i, t in enumerate(targets)]
+    check_positive_int(max_detections, "max_detections")
+    dets, gts, thresholds = _check_inputs(preds, targets, iou_thresholds)
     if class_ids is None:
         classes = _cat([lab for _, lab, *_ in dets + gts], torch.long).unique()
     else:

@@ -6,7 +6,8 @@ set of C class probabilities: an output tensor S x S x (5B + C). Here x, y are t
 offset inside the cell and w, h are relative to the image, all in [0, 1]; the network's
 outputs pass through a sigmoid (x, y, sqrt w, sqrt h, confidence) and a softmax (classes),
 where the paper's last layer is linear, so that a short CPU training stays well-behaved.
-The loss is the paper's sum-squared error (Eq. 3).
+The loss is the paper's sum-squared error (Eq. 3): ``yolo_loss_terms`` writes it on the
+network's output, ``yolo_loss(model, images, targets)`` is what ``core.train`` minimises.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..core import Loss, evaluating
+from ..core.checks import check_number, check_positive_int, check_tensor
 from ..nn import ConvBackbone
-from .boxes import nms
+from .boxes import box_iou_elementwise, nms
 
 
 def _check_grid(S: int, B: int, C: int) -> None:
     for name, value in [("S", S), ("B", B), ("C", C)]:
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
 
 
 class YOLOv1(nn.Module):
@@ -32,7 +34,8 @@ class YOLOv1(nn.Module):
     The backbone maps the image to one feature vector per grid cell, so its stride
     ``patch * 2**(len(channels) - 1)`` must equal ``image_size / S``; a 1x1 convolution maps
     each vector to the cell's 5B + C outputs. ``forward`` returns (N, S, S, 5B + C) with the
-    activations applied. The default is an 8x8 grid of 8-pixel cells on 64x64 images.
+    activations applied (``predict`` runs it for evaluation). The default is an 8x8 grid of
+    8-pixel cells on 64x64 images.
     """
 
     def __init__(
@@ -151,28 +154,24 @@ def cell_boxes(xywh: torch.Tensor, S: int) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
-def _iou_elementwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of matching xyxy boxes a[..., 4] and b[..., 4] (same shape)."""
-    lt = torch.maximum(a[..., :2], b[..., :2])
-    rb = torch.minimum(a[..., 2:], b[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter).clamp(min=1e-12)
+def _check_output(pred: torch.Tensor, B: int) -> int:
+    """C, after checking that ``pred`` is a YOLO output (N, S, S, 5B + C) with C >= 1."""
+    check_positive_int(B, "B")
+    check_tensor(pred, "pred", dtype="float")
+    if pred.dim() != 4 or pred.shape[-1] <= 5 * B:
+        raise ValueError(f"pred must have shape (N, S, S, 5B + C) with 5B = {5 * B}, got {tuple(pred.shape)}")
+    return pred.shape[-1] - 5 * B
 
 
-def yolo_loss(
-    pred: torch.Tensor, target: torch.Tensor, B: int, lambda_coord: float = 5.0, lambda_noobj: float = 0.5
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """YOLO v1's loss (Eq. 3), summed over cells and averaged over images.
-
-    In a cell with an object, the responsible predictor is the one of the B boxes with the
-    highest current IoU with the ground truth; it gets the coordinate terms (x, y and
-    sqrt w, sqrt h, weighted by lambda_coord) and a confidence target equal to that IoU.
-    Every other predictor gets confidence target 0, weighted by lambda_noobj. Class
-    probabilities are regressed to the one-hot class in object cells only. Returns the
-    total and the five terms.
-    """
+def _check_loss_inputs(
+    pred: torch.Tensor, target: torch.Tensor, B: int, lambda_coord: float, lambda_noobj: float
+) -> None:
+    """Raise unless ``pred`` (N, S, S, 5B + C), without NaN, and ``target`` (N, S, S, 5 + C) agree."""
+    check_positive_int(B, "B")
+    check_tensor(pred, "pred", dtype="float")
+    check_tensor(target, "target", dtype="float")
+    check_number(lambda_coord, "lambda_coord", 0)
+    check_number(lambda_noobj, "lambda_noobj", 0)
     if pred.dim() != 4 or target.shape[:3] != pred.shape[:3]:
         raise ValueError(
             f"pred (N, S, S, 5B + C) and target (N, S, S, 5 + C) disagree: "
@@ -183,6 +182,27 @@ def yolo_loss(
         raise ValueError(f"pred has {pred.shape[-1]} channels, expected 5B + C = {5 * B + C}")
     if torch.isnan(pred).any():
         raise ValueError("pred contains NaN")
+
+
+def yolo_loss_terms(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    B: int,
+    *,
+    lambda_coord: float = 5.0,
+    lambda_noobj: float = 0.5,
+) -> dict[str, torch.Tensor]:
+    """The five terms of YOLO v1's loss (Eq. 3) on the network's output, summed over cells and
+    averaged over images.
+
+    ``pred`` is (N, S, S, 5B + C), ``target`` (N, S, S, 5 + C) from ``encode_targets``. In a
+    cell with an object, the responsible predictor is the one of the B boxes with the highest
+    current IoU with the ground truth; it gets the coordinate terms (x, y and sqrt w, sqrt h,
+    weighted by lambda_coord) and a confidence target equal to that IoU. Every other predictor
+    gets confidence target 0, weighted by lambda_noobj. Class probabilities are regressed to the
+    one-hot class in object cells only.
+    """
+    _check_loss_inputs(pred, target, B, lambda_coord, lambda_noobj)
     N, S = pred.shape[0], pred.shape[1]
     p_boxes = pred[..., : 5 * B].reshape(N, S, S, B, 5)
     p_xy, p_sqrt_wh, p_conf = p_boxes[..., :2], p_boxes[..., 2:4], p_boxes[..., 4]
@@ -190,7 +210,8 @@ def yolo_loss(
     obj = target[..., 4]  # (N, S, S)
     t_xywh = target[..., :4]
 
-    iou = _iou_elementwise(_pred_boxes(p_xy, p_sqrt_wh, S), cell_boxes(t_xywh, S).unsqueeze(-2)).detach()
+    t_boxes = cell_boxes(t_xywh, S).unsqueeze(-2)  # (N, S, S, 1, 4) against (N, S, S, B, 4)
+    iou = box_iou_elementwise(_pred_boxes(p_xy, p_sqrt_wh, S), t_boxes).detach()
     best = iou.argmax(-1, keepdim=True)  # (N, S, S, 1)
     resp = torch.zeros_like(iou).scatter_(-1, best, 1.0) * obj.unsqueeze(-1)  # 1_ij^obj
 
@@ -202,8 +223,39 @@ def yolo_loss(
         "conf_noobj": lambda_noobj * ((1 - resp) * p_conf**2).sum(),
         "class": (obj.unsqueeze(-1) * (p_cls - target[..., 5:]) ** 2).sum(),
     }
-    terms = {k: v / N for k, v in terms.items()}
-    return sum(terms.values()), terms
+    return {k: v / N for k, v in terms.items()}
+
+
+def yolo_loss(
+    model: YOLOv1,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    lambda_coord: float = 5.0,
+    lambda_noobj: float = 0.5,
+) -> Loss:
+    """YOLO v1's loss (Eq. 3) of ``model`` on a batch: images (N, 3, H, W) and their
+    ``encode_targets`` (N, S, S, 5 + C). ``total`` is the sum of the five ``yolo_loss_terms``.
+
+    Train with ``train(model, partial(yolo_loss, lambda_noobj=...), data)``; ``B`` is the model's.
+    """
+    pred = model(images)  # (N, S, S, 5B + C)
+    terms = yolo_loss_terms(pred, targets, model.B, lambda_coord=lambda_coord, lambda_noobj=lambda_noobj)
+    return Loss(sum(terms.values()), terms)
+
+
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 250) -> torch.Tensor:
+    """The model's output for images (N, 3, H, W), ``batch_size`` images at a time, in eval mode
+    and without gradients (``core.evaluating``): the model's train/eval mode is left as it was.
+
+    For ``YOLOv1`` the output is (N, S, S, 5B + C), ready for ``decode``. Images move to the
+    model's device; the output comes back on the images' device.
+    """
+    check_tensor(images, "images", dim=4, dtype="float")
+    check_positive_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    with evaluating(model):
+        return torch.cat([model(x.to(device)).to(images.device) for x in images.split(batch_size)])
 
 
 def _pred_boxes(p_xy: torch.Tensor, p_sqrt_wh: torch.Tensor, S: int) -> torch.Tensor:
@@ -218,7 +270,7 @@ def decode(
     B: int,
     image_size: int,
     conf_threshold: float = 0.2,
-    iou_threshold: float = 0.5,
+    iou_threshold: float | None = 0.5,
     max_detections: int = 100,
 ) -> list[dict[str, torch.Tensor]]:
     """Network output -> detections per image: ``boxes`` (xyxy pixels), ``scores``, ``labels``.
@@ -227,10 +279,8 @@ def decode(
     and C classes of every cell; pairs below ``conf_threshold`` are dropped, then NMS per
     class at ``iou_threshold`` (``iou_threshold=None`` skips NMS).
     """
-    if pred.dim() != 4:
-        raise ValueError(f"pred must have shape (N, S, S, 5B + C), got {tuple(pred.shape)}")
+    C = _check_output(pred, B)
     N, S = pred.shape[0], pred.shape[1]
-    C = pred.shape[-1] - 5 * B
     p_boxes = pred[..., : 5 * B].reshape(N, S, S, B, 5)
     xyxy = (_pred_boxes(p_boxes[..., :2], p_boxes[..., 2:4], S) * image_size).clamp(0, image_size)
     scores = p_boxes[..., 4:5] * pred[..., 5 * B :].unsqueeze(-2)  # (N, S, S, B, C)
