@@ -42,7 +42,7 @@ def test_backbone_receptive_field_is_local_before_mixing():
         ({"channels": ()}, None, "channels must be a non-empty sequence"),
         ({"channels": (8, 0)}, None, "channels must be a non-empty sequence"),
         ({"patch": 0}, None, "patch must be a positive int"),
-        ({"depth": -1}, None, "depth must be a non-negative int"),
+        ({"depth": -1}, None, "depth must be an int >= 0"),
         ({}, (3, 32, 32), r"images must have shape \(N, C, H, W\)"),
         ({}, (1, 3, 30, 32), "multiples of 8"),
     ],

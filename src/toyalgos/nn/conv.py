@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..core.checks import check_nonnegative_int, check_positive_int
+
 
 def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     """Conv (no bias: batch norm has one) -> BatchNorm -> LeakyReLU(0.1); odd kernels are padded so
@@ -41,10 +43,8 @@ class ConvBackbone(nn.Module):
         channels = tuple(channels)
         if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
             raise ValueError(f"channels must be a non-empty sequence of positive ints, got {channels!r}")
-        if not isinstance(patch, int) or patch < 1:
-            raise ValueError(f"patch must be a positive int, got {patch!r}")
-        if not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be a non-negative int, got {depth!r}")
+        check_positive_int(patch, "patch")
+        check_nonnegative_int(depth, "depth")
         self.channels, self.patch = channels, patch
         self.stride = patch * 2 ** (len(channels) - 1)
         stages = [conv_bn_act(c_in, channels[0], patch, patch)]

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ..core.checks import check_positive_int
+
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of (integer or real) times, as in DDPM (Ho et al. 2020, App. B).
@@ -58,8 +60,7 @@ class TimeMLP(nn.Module):
             ("n_blocks", n_blocks),
             ("emb_dim", emb_dim),
         ]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         self.data_shape = (data_dim,)
         self.emb_dim = emb_dim
         self.n_blocks = n_blocks
