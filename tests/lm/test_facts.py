@@ -24,8 +24,8 @@ def test_fact_sequences_layout():
     x = fact_sequences(pairs, tok)
     assert x.shape == (2, 7)
     assert (x[:, 0] == tok.bos_id).all() and (x[:, 3] == tok.sep_id).all() and (x[:, -1] == tok.eos_id).all()
-    assert tok.decode(x) == ["AB>kl", "BA>lk"]
-    assert tok.decode(fact_sequences(pairs, tok, reverse=True)) == ["kl>AB", "lk>BA"]
+    assert tok.decode_batch(x) == ["AB>kl", "BA>lk"]
+    assert tok.decode_batch(fact_sequences(pairs, tok, reverse=True)) == ["kl>AB", "lk>BA"]
 
 
 def test_reversal_bad_input():

@@ -14,8 +14,12 @@ def test_tokenizer_ids_round_trip_and_batches():
     assert tok.decode(ids, strip=False) == "^cab$"
     batch = tok.encode_batch(["ab", "c"], length=4)
     assert batch.tolist() == [[5, 6, 0, 0], [7, 0, 0, 0]]
-    assert tok.decode(batch) == ["ab", "c"]
+    assert tok.decode_batch(batch) == ["ab", "c"]
     assert tok.decode(torch.tensor([5, 1, 4, 6])) == "a_>b"
+    with pytest.raises(ValueError, match="decode_batch"):
+        tok.decode(batch)  # one return type per method: a batch has its own
+    with pytest.raises(ValueError, match="2-D"):
+        tok.decode_batch(ids)
 
 
 def test_tokenizer_bad_input():

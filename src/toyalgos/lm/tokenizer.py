@@ -73,20 +73,24 @@ class CharTokenizer:
             out[i, : len(r)] = r
         return out
 
-    def decode(self, ids: torch.Tensor | Sequence[int], strip: bool = True) -> str | list[str]:
-        """Text of a 1-D id sequence, or a list of texts for a 2-D batch.
+    def decode(self, ids: torch.Tensor | Sequence[int], strip: bool = True) -> str:
+        """Text of a 1-D id sequence (``decode_batch`` for a batch).
 
         With ``strip`` pad, bos and eos are dropped; masks and separators are always shown.
         """
         ids = torch.as_tensor(ids)
-        if ids.dim() == 2:
-            return [self.decode(row, strip) for row in ids]
         if ids.dim() != 1:
-            raise ValueError(f"ids must be 1-D or 2-D, got shape {tuple(ids.shape)}")
+            raise ValueError(f"ids must be 1-D (use decode_batch for a batch), got shape {tuple(ids.shape)}")
         dropped = {self.pad_id, self.bos_id, self.eos_id} if strip else set()
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
         return "".join(self._chars[i] for i in ids.tolist() if i not in dropped)
+
+    def decode_batch(self, ids: torch.Tensor, strip: bool = True) -> list[str]:
+        """Texts of a 2-D batch of id sequences, one per row."""
+        if torch.as_tensor(ids).dim() != 2:
+            raise ValueError(f"ids must be 2-D (N, L), got shape {tuple(torch.as_tensor(ids).shape)}")
+        return [self.decode(row, strip) for row in ids]
 
 
 def add_bos(x: torch.Tensor, bos_id: int) -> torch.Tensor:
