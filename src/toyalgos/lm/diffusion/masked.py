@@ -171,7 +171,7 @@ def mdm_sft_loss(
 
 
 def _fixed_count_masks(
-    N: int, S: int, L: int, P: torch.Tensor, g: torch.Generator | None
+    N: int, S: int, L: int, P: torch.Tensor, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 6 draws: for S draws per row, l in {1..A} and exactly l random answer positions masked.
 
@@ -182,11 +182,11 @@ def _fixed_count_masks(
     ``(N S,)`` = 1 / l: (A / l) sum_masked CE, divided by A to be per token.
     """
     A = (L - P).double()
-    u = torch.rand(N, 1, generator=g, dtype=torch.float64)
+    u = torch.rand(N, 1, generator=generator, dtype=torch.float64)
     j = torch.arange(S, dtype=torch.float64)
     level = (((j + u) / S) * A[:, None].cpu()).floor().long() + 1  # (N, S), in 1..A
     level = torch.minimum(level, (L - P).cpu()[:, None]).reshape(-1)
-    scores = torch.rand(N * S, L, generator=g)
+    scores = torch.rand(N * S, L, generator=generator)
     is_prompt = torch.arange(L) < P.cpu().repeat_interleave(S)[:, None]
     scores = scores.masked_fill(is_prompt, 2.0)  # prompt positions rank last: never masked
     rank = scores.argsort(dim=1).argsort(dim=1)
