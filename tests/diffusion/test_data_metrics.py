@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -9,32 +10,32 @@ from toyalgos.diffusion import data, mmd_rbf, sliced_wasserstein
 
 @pytest.mark.parametrize("name", sorted(data.DATASETS_2D))
 def test_2d_generators_are_deterministic_and_centred(name):
-    a = data.sample_2d(name, 5000, torch.Generator().manual_seed(0))
-    b = data.sample_2d(name, 5000, torch.Generator().manual_seed(0))
+    a = data.sample_2d(name, 5000, generator=torch.Generator().manual_seed(0))
+    b = data.sample_2d(name, 5000, generator=torch.Generator().manual_seed(0))
     assert a.shape == (5000, 2) and a.dtype == torch.float32
     assert torch.equal(a, b)
     assert a.mean(0).abs().max() < 0.35 and 0.5 < a.std(0).min() and a.abs().max() < 3.5
 
 
-def test_gaussian_mixture_moments():
-    g = torch.Generator().manual_seed(0)
-    x = data.gaussian_mixture(100_000, [[0.0, 0.0], [4.0, 0.0]], std=[0.5, 1.0], weights=[3, 1], generator=g)
-    right = x[:, 0] > 2
-    assert right.float().mean().item() == pytest.approx(0.25, abs=0.01)
-    assert x[~right].std(0).mean().item() == pytest.approx(0.5, abs=0.02)
-    ring = data.eight_gaussians(8000, radius=2.0, std=0.01, generator=g)
-    assert torch.allclose(ring.norm(dim=1), torch.tensor(2.0), atol=0.05)
-
-
 def test_data_bad_input():
-    with pytest.raises(ValueError, match="unknown 2-D data set"):
+    with pytest.raises(ValueError, match=r"name must be one of .*'moons'.*got 'spiral'"):
         data.sample_2d("spiral", 10)
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="n must be a positive int, got 0"):
         data.two_moons(0)
+    with pytest.raises(ValueError, match="n must be a positive int, got 2.5"):
+        data.swiss_roll(2.5)
     with pytest.raises(ValueError, match="means"):
         data.gaussian_mixture(10, [1.0, 2.0])
     with pytest.raises(ValueError, match="std"):
         data.gaussian_mixture(10, [[1.0, 2.0]], std=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(data.DATASETS_2D))
+def test_data_makers_take_a_keyword_generator_and_refuse_other_kinds(name):
+    with pytest.raises(TypeError):
+        data.DATASETS_2D[name](10, torch.Generator())  # the generator is keyword-only
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        data.sample_2d(name, 10, generator=0)
 
 
 def test_digits_are_bundled_and_scaled():
@@ -92,9 +93,15 @@ def test_mmd_matches_the_definition_and_detects_a_shift():
 def test_metric_bad_input():
     with pytest.raises(ValueError, match="same dimension"):
         sliced_wasserstein(torch.zeros(5, 2), torch.zeros(5, 3))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=re.escape("x must have 2 dimensions, got shape (5,)")):
         mmd_rbf(torch.zeros(5), torch.zeros(5))
-    with pytest.raises(ValueError, match="bandwidths"):
+    with pytest.raises(TypeError, match="y must be a torch.Tensor"):
+        mmd_rbf(torch.zeros(5, 2), [[0.0, 0.0]] * 5)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        mmd_rbf(torch.zeros(1, 2), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match=re.escape("bandwidth must lie in (0, inf), got 0.0")):
         mmd_rbf(torch.randn(5, 2), torch.randn(5, 2), bandwidth=0.0)
-    with pytest.raises(ValueError, match="n_projections"):
+    with pytest.raises(ValueError, match="n_projections must be a positive int, got 0"):
         sliced_wasserstein(torch.randn(5, 2), torch.randn(5, 2), n_projections=0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        sliced_wasserstein(torch.randn(5, 2), torch.randn(5, 2), generator=1)

@@ -1,9 +1,19 @@
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
-from toyalgos.core import seed_everything, train
-from toyalgos.diffusion import DDPM, NoiseSchedule, ddim_step, ddim_timesteps, ddpm_step
+from toyalgos.core import Samples, seed_everything, train
+from toyalgos.diffusion import (
+    NoiseSchedule,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_loss,
+    ddpm_sample,
+    ddpm_step,
+)
 from toyalgos.nn import TimeMLP
 
 diffusers = pytest.importorskip("diffusers")
@@ -69,21 +79,24 @@ def test_ddim_steps_match_diffusers(eta, spacing):
 
 def test_ddim_eta0_is_deterministic_given_start_noise():
     s = NoiseSchedule.linear(T=100)
-    ddpm = DDPM(GaussianOracle(s, MU, S), s)
+    model = GaussianOracle(s, MU, S)
     x_T = torch.randn(16, 2)
-    a = ddpm.ddim_sample((16, 2), 10, x_T=x_T, generator=torch.Generator().manual_seed(1))
-    b = ddpm.ddim_sample((16, 2), 10, x_T=x_T, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(a, b)
-    assert ddpm.nfe == 10
+    a = ddim_sample(model, (16, 2), schedule=s, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    b = ddim_sample(model, (16, 2), schedule=s, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a.x, b.x)
+    assert a.nfe == 10
 
 
 def test_ddim_eta1_with_all_steps_is_ancestral_beta_tilde():
     s = NoiseSchedule.linear(T=50, beta_start=1e-3, beta_end=0.2)
     torch.manual_seed(0)
-    ddpm = DDPM(TimeMLP(2, hidden=16), s)
-    a = ddpm.sample((32, 2), variance="beta_tilde", generator=torch.Generator().manual_seed(5))
-    b = ddpm.ddim_sample((32, 2), 50, eta=1.0, generator=torch.Generator().manual_seed(5))
-    assert torch.allclose(a, b, atol=1e-5)
+    model = TimeMLP(2, hidden=16)
+    a = ddpm_sample(
+        model, (32, 2), schedule=s, variance="beta_tilde", generator=torch.Generator().manual_seed(5)
+    )
+    b = ddim_sample(model, (32, 2), schedule=s, steps=50, eta=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(a.x, b.x, atol=1e-5)
+    assert a.nfe == b.nfe == 50
 
 
 def _ddim_gaussian_std(schedule, taus, s, eta):
@@ -107,19 +120,26 @@ def _ddim_gaussian_std(schedule, taus, s, eta):
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
 def test_ancestral_sampling_recovers_gaussian_data_with_the_exact_denoiser(variance):
     s = NoiseSchedule.linear()
-    ddpm = DDPM(GaussianOracle(s, MU, S), s)
-    x = ddpm.sample((20_000, 2), generator=torch.Generator().manual_seed(0), variance=variance)
-    assert ddpm.nfe == 1000
-    assert torch.allclose(x.mean(0), MU, atol=0.02)
-    assert torch.allclose(x.std(0), torch.full((2,), S), rtol=0.03)
+    out = ddpm_sample(
+        GaussianOracle(s, MU, S),
+        (20_000, 2),
+        schedule=s,
+        variance=variance,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.nfe == 1000
+    assert torch.allclose(out.x.mean(0), MU, atol=0.02)
+    assert torch.allclose(out.x.std(0), torch.full((2,), S), rtol=0.03)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("steps", [10, 50])
 def test_ddim_on_gaussian_data_matches_its_closed_form(eta, steps):
     s = NoiseSchedule.linear()
-    ddpm = DDPM(GaussianOracle(s, MU, S), s)
-    x = ddpm.ddim_sample((20_000, 2), steps, eta=eta, generator=torch.Generator().manual_seed(0))
+    model = GaussianOracle(s, MU, S)
+    x = ddim_sample(
+        model, (20_000, 2), schedule=s, steps=steps, eta=eta, generator=torch.Generator().manual_seed(0)
+    ).x
     expected = _ddim_gaussian_std(s, ddim_timesteps(1000, steps), S, eta)
     assert torch.allclose(x.mean(0), MU, atol=0.02)
     assert torch.allclose(x.std(0), torch.full((2,), expected), rtol=0.02)
@@ -127,29 +147,45 @@ def test_ddim_on_gaussian_data_matches_its_closed_form(eta, steps):
     assert expected < S
 
 
-def test_sample_trajectory():
+def test_samplers_return_samples_whatever_return_trajectory():
     s = NoiseSchedule.linear(T=20)
-    ddpm = DDPM(GaussianOracle(s, MU, S), s)
-    x, traj = ddpm.sample((5, 2), return_trajectory=True)
-    assert traj.shape == (21, 5, 2) and torch.equal(traj[-1], x)
-    x, traj = ddpm.ddim_sample((5, 2), 4, return_trajectory=True)
-    assert traj.shape == (5, 5, 2) and torch.equal(traj[-1], x)
+    model = GaussianOracle(s, MU, S)
+    for sample, steps in [
+        (partial(ddpm_sample, schedule=s), 20),
+        (partial(ddim_sample, schedule=s, steps=4), 4),
+    ]:
+        plain = sample(model, (5, 2), generator=torch.Generator().manual_seed(0))
+        full = sample(model, (5, 2), generator=torch.Generator().manual_seed(0), return_trajectory=True)
+        assert type(plain) is type(full) is Samples
+        assert plain.trajectory is None and plain.nfe == full.nfe == steps
+        assert full.trajectory.shape == (steps + 1, 5, 2)
+        assert torch.equal(full.trajectory[-1], full.x) and torch.equal(plain.x, full.x)
+
+
+def test_samplers_restore_the_callers_mode_and_use_no_grad():
+    s = NoiseSchedule.linear(T=10)
+    net = TimeMLP(2, hidden=8)
+    net.train()
+    out = ddpm_sample(net, (3, 2), schedule=s)
+    assert net.training and all(m.training for m in net.modules())
+    assert not out.x.requires_grad
+    net.eval()
+    ddim_sample(net, (3, 2), schedule=s, steps=5)
+    assert not any(m.training for m in net.modules())
 
 
 def test_loss_is_zero_for_the_exact_denoiser_of_a_point_mass():
     s = NoiseSchedule.linear()
     # Data = 0 exactly, so x_t = sqrt(1 - abar) eps and eps = x_t / sqrt(1 - abar).
-    ddpm = DDPM(GaussianOracle(s, torch.zeros(2), 0.0), s)
-    assert ddpm.loss(torch.zeros(64, 2)).item() < 1e-10
+    assert ddpm_loss(GaussianOracle(s, torch.zeros(2), 0.0), torch.zeros(64, 2), schedule=s).item() < 1e-10
 
 
 def test_loss_matches_its_definition():
     s = NoiseSchedule.linear()
     torch.manual_seed(0)
     model = TimeMLP(2, hidden=8)
-    ddpm = DDPM(model, s)
     x0 = torch.randn(10, 2)
-    loss = ddpm.loss(x0, generator=torch.Generator().manual_seed(4))
+    loss = ddpm_loss(model, x0, schedule=s, generator=torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(4)
     t = torch.randint(1000, (10,), generator=g)
     eps = torch.randn(10, 2, generator=g)
@@ -163,32 +199,52 @@ def test_training_is_deterministic_for_a_seed():
     for _ in range(2):
         g = seed_everything(11)
         model = TimeMLP(2, hidden=16)
-        ddpm = DDPM(model, NoiseSchedule.linear(T=100))
+        s = NoiseSchedule.linear(T=100)
         data = torch.randn(256, 2, generator=g)
-        losses = train(model, ddpm.loss, data, steps=30, generator=g, progress=False)
-        results.append((losses, ddpm.sample((8, 2), generator=g)))
+        history = train(
+            model, partial(ddpm_loss, schedule=s, generator=g), data, steps=30, generator=g, progress=False
+        )
+        results.append((history.loss, ddpm_sample(model, (8, 2), schedule=s, generator=g).x))
     assert (results[0][0] == results[1][0]).all()
     assert torch.equal(results[0][1], results[1][1])
 
 
 def test_bad_inputs():
     s = NoiseSchedule.linear(T=100)
-    ddpm = DDPM(TimeMLP(2, hidden=8), s)
+    model = TimeMLP(2, hidden=8)
     with pytest.raises(ValueError, match=r"per-sample shape \(3,\).*expects \(2,\)"):
-        ddpm.loss(torch.zeros(4, 3))
+        ddpm_loss(model, torch.zeros(4, 3), schedule=s)
     with pytest.raises(ValueError, match=r"expects \(2,\)"):
-        ddpm.sample((4, 5))
+        ddpm_sample(model, (4, 5), schedule=s)
     with pytest.raises(ValueError, match=r"steps must be an int in \[1, T=100\], got 101"):
-        ddpm.ddim_sample((4, 2), steps=101)
+        ddim_sample(model, (4, 2), schedule=s, steps=101)
     with pytest.raises(ValueError, match="steps"):
-        ddpm.ddim_sample((4, 2), steps=0)
+        ddim_sample(model, (4, 2), schedule=s, steps=0)
     with pytest.raises(ValueError, match="eta"):
-        ddpm.ddim_sample((4, 2), steps=10, eta=-1)
+        ddim_sample(model, (4, 2), schedule=s, steps=10, eta=-1)
     with pytest.raises(ValueError, match="variance"):
-        ddpm.sample((4, 2), variance="large")
+        ddpm_sample(model, (4, 2), schedule=s, variance="large")
     with pytest.raises(ValueError, match="x_T must have shape"):
-        ddpm.sample((4, 2), x_T=torch.zeros(3, 2))
+        ddpm_sample(model, (4, 2), schedule=s, x_T=torch.zeros(3, 2))
     with pytest.raises(ValueError, match="spacing"):
         ddim_timesteps(100, 10, "middle")
     with pytest.raises(TypeError, match="NoiseSchedule"):
-        DDPM(TimeMLP(2), "linear")
+        ddpm_loss(model, torch.zeros(4, 2), schedule="linear")
+    with pytest.raises(TypeError, match="NoiseSchedule"):
+        ddpm_sample(model, (4, 2), schedule="linear")
+    with pytest.raises(TypeError, match="NoiseSchedule"):
+        ddim_sample(model, (4, 2), schedule="linear", steps=10)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "seed", torch.zeros(1)])
+def test_bad_generator_types_raise_type_error(bad):
+    s = NoiseSchedule.linear(T=10)
+    model = TimeMLP(2, hidden=8)
+    for call in [
+        lambda: ddpm_loss(model, torch.zeros(4, 2), schedule=s, generator=bad),
+        lambda: ddpm_sample(model, (4, 2), schedule=s, generator=bad),
+        lambda: ddim_sample(model, (4, 2), schedule=s, steps=2, generator=bad),
+        lambda: ddim_sample(model, (4, 2), schedule=s, steps=2, x_T=torch.zeros(4, 2), generator=bad),
+    ]:
+        with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+            call()

@@ -1,12 +1,13 @@
 import math
 import re
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from toyalgos.core import seed_everything, train
+from toyalgos.core import Samples, seed_everything, train
 from toyalgos.diffusion import (
     EDM,
     VE,
@@ -70,14 +71,16 @@ def test_edm_time_steps_are_the_sigma_steps():
 # --- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("num_steps", [0, -1, 2.5])
-def test_bad_num_steps(num_steps):
-    msg = re.escape(f"num_steps must be an int >= 1, got {num_steps!r}")
+@pytest.mark.parametrize("steps", [0, -1, 2.5])
+def test_bad_steps(steps):
+    msg = re.escape(f"steps must be a positive int, got {steps!r}")
     with pytest.raises(ValueError, match=msg):
-        edm_sigma_steps(num_steps)
+        edm_sigma_steps(steps)
     for f in ALL_FORMULATIONS:
         with pytest.raises(ValueError, match=msg):
-            f.time_steps(num_steps)
+            f.time_steps(steps)
+    with pytest.raises(ValueError, match=msg):
+        edm_sample(GaussianMixtureDenoiser(MU, S0), (4, 2), steps=steps, formulation=EDM())
 
 
 @pytest.mark.parametrize(
@@ -85,17 +88,18 @@ def test_bad_num_steps(num_steps):
     [
         (lambda: edm_sigma_steps(10, sigma_min=1.0, sigma_max=1.0), "sigma_min=1.0, sigma_max=1.0"),
         (lambda: edm_sigma_steps(10, sigma_min=2.0, sigma_max=1.0), "sigma_min=2.0, sigma_max=1.0"),
-        (lambda: edm_sigma_steps(10, sigma_min=0.0), "sigma_min must be > 0, got 0.0"),
-        (lambda: edm_sigma_steps(10, rho=0.0), "rho must be > 0, got 0.0"),
-        (lambda: edm_sigma_steps(10, rho=-7), "rho must be > 0, got -7"),
+        (lambda: edm_sigma_steps(10, sigma_min=0.0), r"sigma_min must lie in \(0, inf\), got 0.0"),
+        (lambda: edm_sigma_steps(10, rho=0.0), r"rho must lie in \(0, inf\), got 0.0"),
+        (lambda: edm_sigma_steps(10, rho=-7), r"rho must lie in \(0, inf\), got -7"),
         (lambda: VE(sigma_min=5.0, sigma_max=5.0), "sigma_min=5.0, sigma_max=5.0"),
         (lambda: VE(sigma_min=200.0), "sigma_min=200.0, sigma_max=100.0"),
         (lambda: EDM(sigma_min=100.0), "sigma_min=100.0, sigma_max=80.0"),
-        (lambda: EDM(rho=0), "rho must be > 0, got 0"),
-        (lambda: EDM(rho=-1.0), "rho must be > 0, got -1.0"),
-        (lambda: EDM(sigma_data=0), "sigma_data must be > 0, got 0"),
-        (lambda: VP(beta_d=-1.0), "beta_d must be > 0, got -1.0"),
-        (lambda: FlowMatching(eps=0.5), "eps must be in \\(0, 0.5\\), got 0.5"),
+        (lambda: EDM(rho=0), r"rho must lie in \(0, inf\), got 0"),
+        (lambda: EDM(rho=-1.0), r"rho must lie in \(0, inf\), got -1.0"),
+        (lambda: EDM(sigma_data=0), r"sigma_data must lie in \(0, inf\), got 0"),
+        (lambda: VP(beta_d=-1.0), r"beta_d must lie in \(0, inf\), got -1.0"),
+        (lambda: VP(M=0), "M must be a positive int, got 0"),
+        (lambda: FlowMatching(eps=0.5), r"eps must lie in \(0, 0.5\), got 0.5"),
     ],
 )
 def test_bad_constructor_and_schedule_arguments(make, match):
@@ -106,18 +110,18 @@ def test_bad_constructor_and_schedule_arguments(make, match):
 def test_bad_sampler_and_denoiser_inputs():
     torch.manual_seed(0)
     den = EDMDenoiser(TimeMLP(2, hidden=8), EDM())
-    with pytest.raises(ValueError, match=re.escape("solver must be one of ('euler', 'heun'), got 'rk4'")):
-        edm_sample(den, (4, 2), 5, solver="rk4")
+    with pytest.raises(ValueError, match=r"solver must be one of .*'euler'.*'heun'.*got 'rk4'"):
+        edm_sample(den, (4, 2), steps=5, solver="rk4")
     with pytest.raises(ValueError, match=re.escape("per-sample shape (3,), the network expects (2,)")):
         den(torch.zeros(4, 3), 1.0)
     with pytest.raises(ValueError, match=re.escape("per-sample shape (3,), the network expects (2,)")):
         edm_loss(den, torch.zeros(4, 3))
-    with pytest.raises(ValueError, match=re.escape("per-sample shape (3,), the denoiser expects (2,)")):
-        edm_sample(den, (4, 3), 5)
+    with pytest.raises(ValueError, match=re.escape("per-sample shape (3,), the model expects (2,)")):
+        edm_sample(den, (4, 3), steps=5)
     with pytest.raises(ValueError, match=re.escape("x_T must have shape (4, 2), got (3, 2)")):
-        edm_sample(den, (4, 2), 5, x_T=torch.zeros(3, 2))
+        edm_sample(den, (4, 2), steps=5, x_T=torch.zeros(3, 2))
     with pytest.raises(ValueError, match="formulation="):
-        edm_sample(GaussianMixtureDenoiser(MU, S0), (4, 2), 5)
+        edm_sample(GaussianMixtureDenoiser(MU, S0), (4, 2), steps=5)
     with pytest.raises(ValueError, match=re.escape("sigma must be a scalar or have shape (4,), got (3,)")):
         den(torch.zeros(4, 2), torch.ones(3))
     with pytest.raises(TypeError, match="formulation must be a Formulation"):
@@ -272,7 +276,7 @@ def _sampling_error(solver, N, x_T, f):
     includes it so the comparison measures only the solver's error before it.
     """
     D = GaussianMixtureDenoiser(MU, S0)
-    out = edm_sample(D, tuple(x_T.shape), N, solver, formulation=f, x_T=x_T)
+    out = edm_sample(D, tuple(x_T.shape), steps=N, solver=solver, formulation=f, x_T=x_T)
     x_min = _gaussian_ode_solution(f.sigma_max * x_T, f.sigma_min, f.sigma_max)
     expected = MU.double() + S0**2 / (S0**2 + f.sigma_min**2) * (x_min - MU.double())
     return (out.x.double() - expected).abs().max().item(), out
@@ -294,7 +298,9 @@ def test_heun_converges_to_the_exact_ode_solution_with_second_order():
         assert 1.8 < a / b < 2.2
     assert heun[-1] < 4e-3
     # Against the true x(0) (not the last Euler step) Heun with 128 steps is still within 4e-3.
-    out = edm_sample(GaussianMixtureDenoiser(MU, S0), (64, 2), 128, "heun", formulation=f, x_T=x_T)
+    out = edm_sample(
+        GaussianMixtureDenoiser(MU, S0), (64, 2), steps=128, solver="heun", formulation=f, x_T=x_T
+    )
     x0 = _gaussian_ode_solution(f.sigma_max * x_T, 0.0, f.sigma_max)
     assert (out.x.double() - x0).abs().max() < 4e-3
 
@@ -317,7 +323,7 @@ def test_every_formulation_solves_the_same_probability_flow_ode(f):
     x0 = _gaussian_ode_solution(sigma0 * n, 0.0, sigma0)
     err = {}
     for N in (32, 128):
-        out = edm_sample(D, (256, 2), N, "heun", formulation=f, x_T=n)
+        out = edm_sample(D, (256, 2), steps=N, solver="heun", formulation=f, x_T=n)
         err[N] = (out.x.double() - x0).abs().max().item()
     assert err[128] < ODE_TOL[f.name]
     assert err[32] / err[128] > 10  # second order: 16x expected
@@ -330,7 +336,7 @@ def test_flow_matching_euler_is_rectified_flows_sampler():
     net = TimeMLP(2, hidden=16)
     den = EDMDenoiser(net, f)
     n = torch.randn(16, 2, generator=torch.Generator().manual_seed(3))
-    out = edm_sample(den, (16, 2), 10, "euler", x_T=n)
+    out = edm_sample(den, (16, 2), steps=10, solver="euler", x_T=n)
     x, dt = (1 - 1e-3) * n, (1 - 1e-3) / 10
     with torch.no_grad():
         for i in range(10):
@@ -343,14 +349,14 @@ def test_flow_matching_euler_is_rectified_flows_sampler():
 def test_nfe_and_trajectory(N):
     D = GaussianMixtureDenoiser(MU, S0)
     f = EDM()
-    euler = edm_sample(D, (5, 2), N, "euler", formulation=f, return_trajectory=True)
-    heun = edm_sample(D, (5, 2), N, "heun", formulation=f, return_trajectory=True)
+    euler = edm_sample(D, (5, 2), steps=N, solver="euler", formulation=f, return_trajectory=True)
+    heun = edm_sample(D, (5, 2), steps=N, solver="heun", formulation=f, return_trajectory=True)
     assert euler.nfe == N
     assert heun.nfe == 2 * N - 1
     for out in (euler, heun):
         assert out.trajectory.shape == (N + 1, 5, 2)
         assert torch.equal(out.trajectory[-1], out.x)
-    assert edm_sample(D, (5, 2), N, formulation=f).trajectory is None
+    assert edm_sample(D, (5, 2), steps=N, formulation=f).trajectory is None
 
 
 def test_sampling_starts_at_sigma_max_times_x_T_and_one_euler_step_gives_D():
@@ -358,7 +364,7 @@ def test_sampling_starts_at_sigma_max_times_x_T_and_one_euler_step_gives_D():
     D = GaussianMixtureDenoiser(MU, S0)
     f = EDM(sigma_max=10.0)
     x_T = torch.randn(6, 2, generator=torch.Generator().manual_seed(4))
-    out = edm_sample(D, (6, 2), 1, "heun", formulation=f, x_T=x_T, return_trajectory=True)
+    out = edm_sample(D, (6, 2), steps=1, solver="heun", formulation=f, x_T=x_T, return_trajectory=True)
     torch.testing.assert_close(out.trajectory[0], 10.0 * x_T)
     torch.testing.assert_close(out.x, D(10.0 * x_T, 10.0))
     assert out.nfe == 1
@@ -375,7 +381,7 @@ def test_sampling_with_a_parameter_free_module():
     """EDM with F = 0 is D = c_skip x, the exact denoiser of N(0, sigma_d^2): the Gaussian closed form."""
     f = EDM(sigma_data=0.5)
     x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
-    out = edm_sample(EDMDenoiser(_ZeroNet(), f), (8, 2), 64, "heun", x_T=x_T)
+    out = edm_sample(EDMDenoiser(_ZeroNet(), f), (8, 2), steps=64, solver="heun", x_T=x_T)
     expected = _gaussian_ode_solution(f.sigma_max * x_T, 0.0, f.sigma_max, mu=torch.zeros(1, 2), s0=0.5)
     assert (out.x.double() - expected).abs().max() < 1e-2
 
@@ -383,64 +389,10 @@ def test_sampling_with_a_parameter_free_module():
 def test_sampling_is_deterministic_for_a_seed():
     torch.manual_seed(0)
     den = EDMDenoiser(TimeMLP(2, hidden=8), EDM())
-    a = edm_sample(den, (8, 2), 4, generator=torch.Generator().manual_seed(5)).x
-    b = edm_sample(den, (8, 2), 4, generator=torch.Generator().manual_seed(5)).x
-    c = edm_sample(den, (8, 2), 4, generator=torch.Generator().manual_seed(6)).x
+    a = edm_sample(den, (8, 2), steps=4, generator=torch.Generator().manual_seed(5)).x
+    b = edm_sample(den, (8, 2), steps=4, generator=torch.Generator().manual_seed(5)).x
+    c = edm_sample(den, (8, 2), steps=4, generator=torch.Generator().manual_seed(6)).x
     assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-# --- the exact denoiser of a Gaussian mixture ------------------------------------------------
-
-
-@pytest.mark.parametrize("sigma", [0.2, 1.0, 3.0])
-def test_gaussian_mixture_denoiser_is_the_posterior_mean(sigma):
-    """D(x; sigma) = E[x0 | x0 + sigma n = x], by Bayes' rule on a grid (brute-force quadrature).
-
-    E[x0 | x] = int x0 p(x0) N(x; x0, sigma^2 I) dx0 / int p(x0) N(x; x0, sigma^2 I) dx0, with
-    p a 2-component mixture of unequal weights and widths, integrated on a 601 x 601 grid.
-    """
-    means = np.array([[-1.0, 0.5], [1.5, -0.5]])
-    stds = np.array([0.3, 0.6])
-    weights = np.array([0.3, 0.7])
-    D = GaussianMixtureDenoiser(torch.tensor(means), torch.tensor(stds), torch.tensor(weights))
-    x = np.array([[0.0, 0.0], [-1.0, 1.0], [2.0, -1.0], [0.3, 0.2], [4.0, 3.0]])
-
-    g = np.linspace(-5.0, 5.0, 601)
-    X0 = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)  # grid points x0
-    prior = sum(
-        w * np.exp(-0.5 * ((X0 - m) ** 2).sum(1) / s**2) / (2 * np.pi * s**2)
-        for w, m, s in zip(weights, means, stds, strict=True)
-    )
-    expected = []
-    for xi in x:
-        like = np.exp(-0.5 * ((X0 - xi) ** 2).sum(1) / sigma**2)
-        post = prior * like
-        expected.append((post[:, None] * X0).sum(0) / post.sum())
-    ours = D(torch.tensor(x), sigma).numpy()
-    np.testing.assert_allclose(ours, np.array(expected), atol=1e-6)
-
-    # The same by Bayes' rule over components: x | k ~ N(mu_k, (s_k^2 + sigma^2) I), and
-    # E[x0 | x, k] = mu_k + s_k^2 / (s_k^2 + sigma^2) (x - mu_k).
-    var = stds**2 + sigma**2
-    lik = weights * np.exp(-0.5 * ((x[:, None] - means) ** 2).sum(-1) / var) / (2 * np.pi * var)
-    resp = lik / lik.sum(1, keepdims=True)
-    cond = means + (stds**2 / var)[:, None] * (x[:, None] - means)
-    np.testing.assert_allclose(ours, (resp[..., None] * cond).sum(1), rtol=1e-12, atol=1e-12)
-
-
-def test_gaussian_mixture_denoiser_limits():
-    """sigma -> 0 returns x (no noise to remove); sigma -> inf returns the mixture mean."""
-    means = torch.tensor([[-1.0, 0.5], [1.5, -0.5]], dtype=torch.float64)
-    D = GaussianMixtureDenoiser(means, 0.3, torch.tensor([0.25, 0.75]))
-    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    torch.testing.assert_close(D(x, 1e-6), x, atol=1e-9, rtol=0)
-    mean = 0.25 * means[0] + 0.75 * means[1]
-    torch.testing.assert_close(D(x, 1e6), mean.expand(4, 2), atol=1e-6, rtol=0)
-    # per-sample sigma agrees with scalar sigma
-    sig = torch.tensor([0.1, 0.5, 1.0, 5.0], dtype=torch.float64)
-    per_sample = D(x, sig)
-    for i in range(4):
-        torch.testing.assert_close(per_sample[i], D(x[i : i + 1], sig[i].item())[0])
 
 
 # --- the loss (Eq. 8) ------------------------------------------------------------------------
@@ -455,7 +407,7 @@ def test_edm_loss_matches_its_definition():
     y = torch.randn(10, 2, generator=torch.Generator().manual_seed(7))
     loss = edm_loss(den, y, generator=torch.Generator().manual_seed(4))
     g1 = torch.Generator().manual_seed(4)
-    sigma = EDM(sigma_data=sd).sample_sigma(10, g1)
+    sigma = EDM(sigma_data=sd).sample_sigma(10, generator=g1)
     noise = torch.randn(y.shape, generator=g1)
     s = sigma[:, None]
     x = y + (s * noise).float()
@@ -518,16 +470,10 @@ def test_training_is_deterministic_for_a_seed():
         g = seed_everything(3)
         den = EDMDenoiser(TimeMLP(2, hidden=16), EDM())
         data = torch.randn(256, 2, generator=g)
-        losses = train(
-            den,
-            lambda y, den=den, g=g: edm_loss(den, y, g),
-            data,
-            steps=30,
-            batch_size=64,
-            generator=g,
-            progress=False,
+        history = train(
+            den, partial(edm_loss, generator=g), data, steps=30, batch_size=64, generator=g, progress=False
         )
-        results.append((losses, edm_sample(den, (8, 2), 4, generator=g).x))
+        results.append((history.loss, edm_sample(den, (8, 2), steps=4, generator=g).x))
     assert np.isfinite(results[0][0]).all()
     assert (results[0][0] == results[1][0]).all()
     assert torch.equal(results[0][1], results[1][1])
@@ -541,7 +487,7 @@ N_SIGMA = 100_000
 def test_edm_sample_sigma_is_lognormal():
     """ln sigma ~ N(P_mean, P_std^2): mean within 5 standard errors, std within 5 of its standard errors."""
     f = EDM(P_mean=-1.2, P_std=1.2)
-    log_sigma = f.sample_sigma(N_SIGMA, torch.Generator().manual_seed(0)).log()
+    log_sigma = f.sample_sigma(N_SIGMA, generator=torch.Generator().manual_seed(0)).log()
     assert log_sigma.dtype == torch.float64
     assert abs(log_sigma.mean().item() + 1.2) < 5 * 1.2 / N_SIGMA**0.5
     assert abs(log_sigma.std().item() - 1.2) < 5 * 1.2 / (2 * N_SIGMA) ** 0.5
@@ -550,7 +496,7 @@ def test_edm_sample_sigma_is_lognormal():
 def test_ve_sample_sigma_is_log_uniform():
     """ln sigma ~ U(ln sigma_min, ln sigma_max): within the bounds, with the moments of a uniform."""
     f = VE(sigma_min=0.02, sigma_max=100.0)
-    log_sigma = f.sample_sigma(N_SIGMA, torch.Generator().manual_seed(0)).log()
+    log_sigma = f.sample_sigma(N_SIGMA, generator=torch.Generator().manual_seed(0)).log()
     lo, hi = math.log(0.02), math.log(100.0)
     assert log_sigma.min() >= lo - 1e-12 and log_sigma.max() <= hi + 1e-12
     u = (log_sigma - lo) / (hi - lo)  # U(0, 1): mean 1/2, variance 1/12
@@ -564,7 +510,7 @@ def test_flow_matching_sample_sigma_is_uniform_in_t():
     """t = sigma / (1 + sigma) ~ U(eps, 1 - eps)."""
     eps = 0.05
     f = FlowMatching(eps=eps)
-    t = f.sigma_inv(f.sample_sigma(N_SIGMA, torch.Generator().manual_seed(0)))
+    t = f.sigma_inv(f.sample_sigma(N_SIGMA, generator=torch.Generator().manual_seed(0)))
     assert t.min() >= eps - 1e-12 and t.max() <= 1 - eps + 1e-12
     u = (t - eps) / (1 - 2 * eps)
     assert abs(u.mean().item() - 0.5) < 5 * (1 / 12) ** 0.5 / N_SIGMA**0.5
@@ -575,7 +521,51 @@ def test_flow_matching_sample_sigma_is_uniform_in_t():
 def test_vp_sample_sigma_is_uniform_in_t():
     """VP trains with t ~ U(eps_t, 1): sigma_inv of the drawn sigmas is uniform."""
     f = VP(eps_t=1e-3)
-    t = f.sigma_inv(f.sample_sigma(N_SIGMA, torch.Generator().manual_seed(0)))
+    t = f.sigma_inv(f.sample_sigma(N_SIGMA, generator=torch.Generator().manual_seed(0)))
     assert t.min() >= 1e-3 - 1e-9 and t.max() <= 1 + 1e-9
     u = (t - 1e-3) / (1 - 1e-3)
     assert abs(u.mean().item() - 0.5) < 5 * (1 / 12) ** 0.5 / N_SIGMA**0.5
+
+
+# --- conventions: one result type, the caller's mode, the generator ---------------------------
+
+
+def test_edm_sample_returns_samples_whatever_return_trajectory():
+    D = GaussianMixtureDenoiser(MU, S0)
+    plain = edm_sample(D, (5, 2), steps=3, formulation=EDM(), generator=torch.Generator().manual_seed(0))
+    full = edm_sample(
+        D,
+        (5, 2),
+        steps=3,
+        formulation=EDM(),
+        generator=torch.Generator().manual_seed(0),
+        return_trajectory=True,
+    )
+    assert type(plain) is type(full) is Samples
+    assert plain.trajectory is None and full.trajectory.shape == (4, 5, 2)
+    assert torch.equal(plain.x, full.x) and plain.nfe == full.nfe == 5
+
+
+def test_edm_sample_restores_the_callers_mode_and_uses_no_grad():
+    torch.manual_seed(0)
+    den = EDMDenoiser(TimeMLP(2, hidden=8), EDM())
+    den.train()
+    out = edm_sample(den, (4, 2), steps=3)
+    assert all(m.training for m in den.modules())
+    assert not out.x.requires_grad
+    den.eval()
+    edm_sample(den, (4, 2), steps=3)
+    assert not any(m.training for m in den.modules())
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "seed"])
+def test_bad_generator_types_raise_type_error(bad):
+    torch.manual_seed(0)
+    den = EDMDenoiser(TimeMLP(2, hidden=8), EDM())
+    msg = "generator must be a torch.Generator or None"
+    with pytest.raises(TypeError, match=msg):
+        edm_loss(den, torch.zeros(4, 2), generator=bad)
+    with pytest.raises(TypeError, match=msg):
+        edm_sample(den, (4, 2), steps=2, generator=bad)
+    with pytest.raises(TypeError, match=msg):
+        edm_sample(den, (4, 2), steps=2, x_T=torch.zeros(4, 2), generator=bad)

@@ -1,25 +1,20 @@
 import math
 import re
 
-import matplotlib
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from toyalgos.diffusion import (  # noqa: E402
+from toyalgos.core import Samples
+from toyalgos.diffusion import (
     euler_sample,
     flow_matching_loss,
     interpolate,
-    plot_trajectories,
     reflow_pairs,
     straightness,
     transport_cost,
 )
-from toyalgos.nn import TimeMLP  # noqa: E402
+from toyalgos.nn import TimeMLP
 
 W = 2.0  # angular speed of the rotation field
 J = torch.tensor([[0.0, -W], [W, 0.0]], dtype=torch.float64)
@@ -58,10 +53,12 @@ def test_loss_is_zero_for_the_velocity_of_a_deterministic_straight_coupling():
     c = torch.tensor([1.5, -0.7])
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
     x1 = x0 + c
-    loss = flow_matching_loss(lambda x, t: c.expand_as(x), x0, x1, torch.Generator().manual_seed(1))
+    loss = flow_matching_loss(lambda x, t: c.expand_as(x), x0, x1, generator=torch.Generator().manual_seed(1))
     assert loss.item() < 1e-12
     # A wrong constant is penalised by exactly its squared error, whatever the t drawn.
-    wrong = flow_matching_loss(lambda x, t: (c + 0.5).expand_as(x), x0, x1, torch.Generator().manual_seed(1))
+    wrong = flow_matching_loss(
+        lambda x, t: (c + 0.5).expand_as(x), x0, x1, generator=torch.Generator().manual_seed(1)
+    )
     assert wrong.item() == pytest.approx(0.25, rel=1e-5)
 
 
@@ -73,9 +70,11 @@ def test_loss_is_zero_for_the_exact_velocity_from_a_point_mass():
     """
     x1 = 2 * torch.randn(128, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x0 = torch.zeros_like(x1)
-    loss = flow_matching_loss(lambda x, t: x / t[:, None], x0, x1, torch.Generator().manual_seed(1))
+    loss = flow_matching_loss(lambda x, t: x / t[:, None], x0, x1, generator=torch.Generator().manual_seed(1))
     assert loss.item() < 1e-10
-    zero = flow_matching_loss(lambda x, t: torch.zeros_like(x), x0, x1, torch.Generator().manual_seed(1))
+    zero = flow_matching_loss(
+        lambda x, t: torch.zeros_like(x), x0, x1, generator=torch.Generator().manual_seed(1)
+    )
     assert zero.item() == pytest.approx((x1**2).mean().item(), rel=1e-12)
 
 
@@ -85,13 +84,13 @@ def test_loss_matches_its_definition_and_is_deterministic_for_a_seed():
     model = TimeMLP(2, hidden=8, time_scale=999.0)
     g = torch.Generator().manual_seed(3)
     x0, x1 = torch.randn(10, 2, generator=g), 2 + torch.randn(10, 2, generator=g)
-    loss = flow_matching_loss(model, x0, x1, torch.Generator().manual_seed(4), eps=0.01)
+    loss = flow_matching_loss(model, x0, x1, generator=torch.Generator().manual_seed(4), eps=0.01)
     t = 0.01 + 0.99 * torch.rand(10, generator=torch.Generator().manual_seed(4))
     x_t = t[:, None] * x1 + (1 - t[:, None]) * x0
     expected = ((x1 - x0 - model(x_t, t)) ** 2).mean()
     torch.testing.assert_close(loss, expected)
-    again = flow_matching_loss(model, x0, x1, torch.Generator().manual_seed(4), eps=0.01)
-    other = flow_matching_loss(model, x0, x1, torch.Generator().manual_seed(5), eps=0.01)
+    again = flow_matching_loss(model, x0, x1, generator=torch.Generator().manual_seed(4), eps=0.01)
+    other = flow_matching_loss(model, x0, x1, generator=torch.Generator().manual_seed(5), eps=0.01)
     assert torch.equal(loss, again) and not torch.equal(loss, other)
 
 
@@ -109,7 +108,7 @@ def test_loss_bad_inputs():
 def test_one_euler_step_is_exact_for_a_constant_velocity():
     c = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
     z0 = _z0(16)
-    z1 = euler_sample(lambda x, t: c.expand_as(x), z0, 1)
+    z1 = euler_sample(lambda x, t: c.expand_as(x), z0, steps=1).x
     torch.testing.assert_close(z1, z0 + c, rtol=0, atol=1e-15)
 
 
@@ -117,7 +116,7 @@ def test_euler_on_a_time_dependent_field_uses_the_left_endpoint_times():
     """v(x, t) = 2 t integrates to z0 + 1; Euler with times i / N gives z0 + (N - 1) / N exactly."""
     z0 = _z0(4)
     for N in (1, 4, 10):
-        z1 = euler_sample(lambda x, t: 2 * t[:, None].double().expand_as(x), z0, N)
+        z1 = euler_sample(lambda x, t: 2 * t[:, None].double().expand_as(x), z0, steps=N).x
         torch.testing.assert_close(z1, z0 + (N - 1) / N, rtol=0, atol=1e-6)
 
 
@@ -125,7 +124,9 @@ def test_euler_is_first_order_on_a_rotation():
     """z_1 = rot(w) z_0 exactly; Euler's error halves when N doubles (measured ratios 2.06, 2.03, 2.02)."""
     z0 = _z0()
     exact = z0 @ rot(W).T
-    errors = [(euler_sample(rotation, z0, N) - exact).norm(dim=1).max().item() for N in (16, 32, 64, 128)]
+    errors = [
+        (euler_sample(rotation, z0, steps=N).x - exact).norm(dim=1).max().item() for N in (16, 32, 64, 128)
+    ]
     for a, b in zip(errors[:-1], errors[1:], strict=True):
         assert 1.8 < a / b < 2.3
     assert errors[-1] < 0.1  # measured 0.060
@@ -133,25 +134,31 @@ def test_euler_is_first_order_on_a_rotation():
 
 def test_euler_trajectory_shape_and_endpoints():
     z0 = _z0(7)
-    z1, traj = euler_sample(rotation, z0, 5, return_trajectory=True)
+    out = euler_sample(rotation, z0, steps=5, return_trajectory=True)
+    z1, traj = out.x, out.trajectory
+    assert type(out) is Samples and out.nfe == 5
     assert traj.shape == (6, 7, 2)
     assert torch.equal(traj[0], z0) and torch.equal(traj[-1], z1)
     torch.testing.assert_close(traj[1], z0 + rotation(z0, None) / 5)
-    assert torch.equal(euler_sample(rotation, z0, 5), z1)
+    plain = euler_sample(rotation, z0, steps=5)
+    assert type(plain) is Samples and plain.trajectory is None and plain.nfe == 5
+    assert torch.equal(plain.x, z1)
 
 
 @pytest.mark.parametrize("steps", [0, -3, 2.0])
 def test_bad_steps(steps):
-    msg = re.escape(f"steps must be an int >= 1, got {steps!r}")
+    msg = re.escape(f"steps must be a positive int, got {steps!r}")
     with pytest.raises(ValueError, match=msg):
-        euler_sample(rotation, _z0(4), steps)
+        euler_sample(rotation, _z0(4), steps=steps)
     with pytest.raises(ValueError, match=msg):
-        straightness(rotation, _z0(4), steps)
+        straightness(rotation, _z0(4), steps=steps)
+    with pytest.raises(ValueError, match=msg):
+        reflow_pairs(rotation, _z0(4), steps=steps)
 
 
 def test_euler_rejects_wrong_data_dimension():
     with pytest.raises(ValueError, match=re.escape("z0 has per-sample shape (3,), the model expects (2,)")):
-        euler_sample(TimeMLP(2, hidden=8), torch.zeros(4, 3), 3)
+        euler_sample(TimeMLP(2, hidden=8), torch.zeros(4, 3), steps=3)
 
 
 # --- straightness (Definition 3.6) -----------------------------------------------------------
@@ -203,8 +210,8 @@ def test_reflow_pairs_are_the_start_and_the_euler_endpoint():
     z0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
     a, b = reflow_pairs(model, z0, steps=7)
     assert a is z0
-    assert torch.equal(b, euler_sample(model, z0, 7))
-    assert not torch.equal(b, euler_sample(model, z0, 8))
+    assert torch.equal(b, euler_sample(model, z0, steps=7).x)
+    assert not torch.equal(b, euler_sample(model, z0, steps=8).x)
 
 
 def test_transport_cost_is_mean_squared_distance():
@@ -228,18 +235,23 @@ def test_monotone_coupling_has_the_lowest_cost_in_1d():
     assert monotone < transport_cost(a, b)  # b's draw order is independent of a's
 
 
-# --- plotting --------------------------------------------------------------------------------
+# --- conventions: the caller's mode, no gradients, the generator ------------------------------
 
 
-def test_plot_trajectories():
-    fig, ax = plt.subplots()
-    try:
-        _, traj = euler_sample(rotation, _z0(20), 10, return_trajectory=True)
-        assert plot_trajectories(ax, traj, n_paths=5, title="rotation", lim=3.0) is ax
-        assert len(ax.lines) == 5 and ax.get_title() == "rotation"
-        assert ax.get_xlim() == (-3.0, 3.0)
-        for bad in (torch.zeros(11, 20, 3), torch.zeros(11, 2), torch.zeros(2, 11, 20, 2)):
-            with pytest.raises(ValueError, match=re.escape("must have shape (steps + 1, n, 2)")):
-                plot_trajectories(ax, bad)
-    finally:
-        plt.close(fig)
+def test_euler_sampling_and_straightness_restore_the_callers_mode():
+    torch.manual_seed(0)
+    model = TimeMLP(2, hidden=8)
+    z0 = torch.randn(4, 2)
+    for mode in (True, False):
+        model.train(mode)
+        out = euler_sample(model, z0, steps=3)
+        straightness(model, z0, steps=3)
+        reflow_pairs(model, z0, steps=3)
+        assert all(m.training == mode for m in model.modules())
+        assert not out.x.requires_grad
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "seed"])
+def test_bad_generator_types_raise_type_error(bad):
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        flow_matching_loss(TimeMLP(2, hidden=8), torch.zeros(4, 2), torch.zeros(4, 2), generator=bad)

@@ -76,11 +76,14 @@ def test_posterior_matches_gaussian_conditioning():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: NoiseSchedule.linear(T=0), "T must be >= 1"),
-        (lambda: NoiseSchedule.cosine(T=0), "T must be >= 1"),
+        (lambda: NoiseSchedule.linear(T=0), "T must be a positive int, got 0"),
+        (lambda: NoiseSchedule.cosine(T=0), "T must be a positive int, got 0"),
+        (lambda: NoiseSchedule.linear(T=10.0), "T must be a positive int, got 10.0"),
         (lambda: NoiseSchedule.linear(beta_start=0.0), r"\(0, 1\)"),
         (lambda: NoiseSchedule.linear(beta_end=1.5), r"\(0, 1\)"),
         (lambda: NoiseSchedule.linear(beta_start=0.02, beta_end=1e-4), "non-decreasing"),
+        (lambda: NoiseSchedule.cosine(max_beta=1.0), r"max_beta must lie in \(0, 1\), got 1.0"),
+        (lambda: NoiseSchedule.cosine(s=-0.1), r"s must lie in \[0, inf\), got -0.1"),
         (lambda: NoiseSchedule(torch.tensor([0.1, 1.0])), r"open interval \(0, 1\), got 1.0"),
         (lambda: NoiseSchedule(torch.tensor([])), "T >= 1"),
     ],
@@ -101,5 +104,5 @@ def test_bad_timesteps_and_noise():
         q_sample(s, x, torch.tensor([0.5, 1.0, 2.0]), x)
     with pytest.raises(ValueError, match="noise must have"):
         q_sample(s, x, torch.tensor([1, 1, 1]), torch.zeros(3, 3))
-    with pytest.raises(TypeError, match="T must be an int"):
-        NoiseSchedule.linear(T=10.0)
+    with pytest.raises(TypeError, match="beta_start must be a number, got str"):
+        NoiseSchedule.linear(beta_start="1e-4")

@@ -1,7 +1,13 @@
-"""Diffusion models: DDPM/DDIM and the shared pieces of the diffusion and flow notebooks."""
+"""Diffusion models: DDPM/DDIM, the EDM frame (VP, VE, flow matching, EDM), rectified flow, and
+the shared pieces of the diffusion and flow notebooks (toy data, the exact mixture denoiser,
+sample-quality metrics, trajectory plots).
+
+Every sampler returns ``toyalgos.core.Samples(x, nfe, trajectory)``; every loss takes the model
+first and is bound for ``toyalgos.core.train`` with ``functools.partial``.
+"""
 
 from . import data
-from .ddpm import DDPM, ddim_step, ddim_timesteps, ddpm_step, predict_x0
+from .ddpm import ddim_sample, ddim_step, ddim_timesteps, ddpm_loss, ddpm_sample, ddpm_step, predict_x0
 from .edm import (
     EDM,
     FORMULATIONS,
@@ -10,8 +16,6 @@ from .edm import (
     EDMDenoiser,
     FlowMatching,
     Formulation,
-    GaussianMixtureDenoiser,
-    Samples,
     edm_loss,
     edm_sample,
     edm_sigma_steps,
@@ -20,44 +24,47 @@ from .flow import (
     euler_sample,
     flow_matching_loss,
     interpolate,
-    plot_trajectories,
     reflow_pairs,
     straightness,
     transport_cost,
 )
 from .metrics import mmd_rbf, sliced_wasserstein
+from .mixture import GaussianMixtureDenoiser, gaussian_mixture
+from .plot import plot_trajectories
 from .schedules import NoiseSchedule, q_posterior, q_sample, q_step
 
 __all__ = [
-    "DDPM",
     "EDM",
-    "EDMDenoiser",
     "FORMULATIONS",
+    "VE",
+    "VP",
+    "EDMDenoiser",
     "FlowMatching",
     "Formulation",
     "GaussianMixtureDenoiser",
-    "Samples",
-    "VE",
-    "VP",
+    "NoiseSchedule",
+    "data",
+    "ddim_sample",
+    "ddim_step",
+    "ddim_timesteps",
+    "ddpm_loss",
+    "ddpm_sample",
+    "ddpm_step",
     "edm_loss",
     "edm_sample",
     "edm_sigma_steps",
     "euler_sample",
     "flow_matching_loss",
+    "gaussian_mixture",
     "interpolate",
-    "plot_trajectories",
-    "reflow_pairs",
-    "straightness",
-    "transport_cost",
-    "NoiseSchedule",
-    "data",
-    "ddim_step",
-    "ddim_timesteps",
-    "ddpm_step",
     "mmd_rbf",
+    "plot_trajectories",
     "predict_x0",
     "q_posterior",
     "q_sample",
     "q_step",
+    "reflow_pairs",
     "sliced_wasserstein",
+    "straightness",
+    "transport_cost",
 ]

@@ -1,49 +1,35 @@
 """Toy data for the diffusion and flow notebooks: 2-D point clouds and 8x8 digits.
 
-Every generator takes ``n`` and an optional ``torch.Generator`` and returns a float32
-tensor of shape ``(n, 2)``, scaled to roughly unit spread around the origin (the scale the
-forward processes assume: x_T ~ N(0, I) should swamp the data, not the other way round).
+Every generator takes ``n`` and a keyword-only ``generator: torch.Generator | None`` and
+returns a float32 tensor of shape ``(n, 2)``, scaled to roughly unit spread around the origin
+(the scale the forward processes assume: x_T ~ N(0, I) should swamp the data, not the other
+way round). ``gaussian_mixture`` lives in ``mixture.py`` beside its exact denoiser.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
+from toyalgos.core.checks import check_choice, check_generator, check_positive_int
 
-def _check_n(n: int) -> None:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+from .mixture import gaussian_mixture
 
-
-def gaussian_mixture(
-    n: int,
-    means: Sequence[Sequence[float]] | torch.Tensor,
-    std: float | Sequence[float] = 0.1,
-    weights: Sequence[float] | torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """``n`` draws from an isotropic Gaussian mixture with the given component means and stds."""
-    _check_n(n)
-    means = torch.as_tensor(means, dtype=torch.float32)
-    if means.dim() != 2:
-        raise ValueError(f"means must have shape (k, d), got {tuple(means.shape)}")
-    k = means.shape[0]
-    stds = torch.as_tensor(std, dtype=torch.float32).expand(k)
-    if (stds <= 0).any():
-        raise ValueError(f"std must be > 0, got {std}")
-    w = torch.full((k,), 1.0 / k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-    if w.shape != (k,) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"weights must be {k} non-negative numbers, got {weights}")
-    comp = torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
-    z = torch.randn(n, means.shape[1], generator=generator)
-    return means[comp] + stds[comp, None] * z
+__all__ = [
+    "DATASETS_2D",
+    "eight_gaussians",
+    "gaussian_mixture",
+    "load_digits",
+    "sample_2d",
+    "swiss_roll",
+    "two_moons",
+]
 
 
 def eight_gaussians(
-    n: int, radius: float = 2.0, std: float = 0.1, generator: torch.Generator | None = None
+    n: int, radius: float = 2.0, std: float = 0.1, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Eight equal Gaussians on a circle of ``radius``: the classic multimodal 2-D test."""
     angles = torch.arange(8) * (2 * math.pi / 8)
@@ -51,9 +37,10 @@ def eight_gaussians(
     return gaussian_mixture(n, means, std, generator=generator)
 
 
-def two_moons(n: int, noise: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+def two_moons(n: int, noise: float = 0.05, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Two interleaving half circles (scikit-learn's ``make_moons`` shape), centred and scaled by 1.3."""
-    _check_n(n)
+    check_positive_int(n, "n")
+    check_generator(generator)
     upper = torch.rand(n, generator=generator) < 0.5
     theta = torch.rand(n, generator=generator) * math.pi
     x = torch.where(upper, torch.cos(theta), 1 - torch.cos(theta))
@@ -62,9 +49,10 @@ def two_moons(n: int, noise: float = 0.05, generator: torch.Generator | None = N
     return pts + noise * torch.randn(n, 2, generator=generator)
 
 
-def swiss_roll(n: int, noise: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+def swiss_roll(n: int, noise: float = 0.05, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """A 2-D Swiss roll (t cos t, t sin t), t uniform in [1.5 pi, 4.5 pi], scaled by 1/5 and centred."""
-    _check_n(n)
+    check_positive_int(n, "n")
+    check_generator(generator)
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
     # E[t cos t] = 6 pi / (3 pi) = 2 and E[t sin t] = 2 / (3 pi) over that range.
     mean = torch.tensor([2.0, 2.0 / (3 * math.pi)])
@@ -79,10 +67,9 @@ DATASETS_2D: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def sample_2d(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_2d(name: str, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` points of the named 2-D data set (``'moons'``, ``'swiss_roll'``, ``'8gaussians'``)."""
-    if name not in DATASETS_2D:
-        raise ValueError(f"unknown 2-D data set {name!r}; choose from {sorted(DATASETS_2D)}")
+    check_choice(name, "name", DATASETS_2D)
     return DATASETS_2D[name](n, generator=generator)
 
 

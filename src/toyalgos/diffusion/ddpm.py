@@ -5,7 +5,12 @@ Ho, Jain, Abbeel 2020 (arXiv:2006.11239): L_simple (Eq. 14), ancestral sampling
 (arXiv:2010.02502): the generalised update (Eq. 12) with sigma from Eq. 16.
 
 The denoiser is any module called as ``model(x_t, t)`` with ``t`` a LongTensor of 0-based
-timesteps of shape ``(n,)``, returning the predicted noise epsilon with ``x_t``'s shape.
+timesteps of shape ``(n,)``, returning the predicted noise epsilon with ``x_t``'s shape. The
+loss and the samplers take it first and the ``NoiseSchedule`` as ``schedule=``:
+
+    history = train(model, partial(ddpm_loss, schedule=schedule, generator=g), x0, steps=1500)
+    out = ddim_sample(model, (1000, 2), schedule=schedule, steps=50, generator=g)
+    out.x, out.nfe
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._shapes import check_data_shape
-from .schedules import NoiseSchedule, q_posterior, q_sample
+from toyalgos.core import Samples, evaluating
+from toyalgos.core.checks import check_choice, check_generator, check_number, check_positive_int
+
+from ._sampling import start_noise
+from .checks import check_data_shape
+from .schedules import NoiseSchedule, check_schedule, q_posterior, q_sample
 
 VARIANCES = ("beta", "beta_tilde")
+SPACINGS = ("leading", "trailing")
 
 
 def predict_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:
@@ -46,8 +56,7 @@ def ddpm_step(
     The variance is sigma_t^2 = beta_t (``'beta'``, "fixedlarge") or beta-tilde_t
     (``'beta_tilde'``, "fixedsmall"). No noise is added at the last step (t = 0).
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    check_choice(variance, "variance", VARIANCES)
     x0 = predict_x0(schedule, x_t, t, eps)
     if clip_x0 is not None:
         x0 = x0.clamp(-clip_x0, clip_x0)
@@ -99,134 +108,101 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "leading") -> list[int]:
     ``'leading'``: 0, T//steps, 2T//steps, ... (DDIM's uniform skip; diffusers' default);
     ``'trailing'``: evenly spaced down from T - 1, so the first step always starts from pure noise.
     """
-    if not isinstance(steps, int) or not 1 <= steps <= T:
+    check_choice(spacing, "spacing", SPACINGS)
+    if check_positive_int(steps, "steps") > T:
         raise ValueError(f"steps must be an int in [1, T={T}], got {steps!r}")
     if spacing == "leading":
         taus = [i * (T // steps) for i in range(steps)]
-    elif spacing == "trailing":
-        taus = [round(T - 1 - i * T / steps) for i in range(steps)][::-1]
     else:
-        raise ValueError(f"spacing must be 'leading' or 'trailing', got {spacing!r}")
+        taus = [round(T - 1 - i * T / steps) for i in range(steps)][::-1]
     return taus[::-1]
 
 
-class DDPM:
-    """A denoiser ``model(x_t, t) -> eps`` together with a ``NoiseSchedule``.
+def _timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
+    """The 0-based step ``t`` as the LongTensor of shape ``(n,)`` the network takes."""
+    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
-    Args:
-        model: the noise-prediction network.
-        schedule: the forward process.
-        data_shape: shape of one sample (e.g. ``(2,)``); taken from ``model.data_shape`` if
-            the model has one. When known, inputs of another shape raise ``ValueError``.
+
+def ddpm_loss(
+    model: nn.Module,
+    x0: torch.Tensor,
+    *,
+    schedule: NoiseSchedule,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L_simple (Eq. 14): E_{t, x0, eps} ||eps - eps_theta(x_t, t)||^2.
+
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Eq. 4); t is uniform over the T steps; the
+    squared error is averaged over batch and features. Bind the options for ``train`` with
+    ``functools.partial(ddpm_loss, schedule=schedule, generator=g)``.
     """
+    check_schedule(schedule)
+    check_generator(generator)
+    check_data_shape(x0.shape, getattr(model, "data_shape", None), "x0")
+    t = torch.randint(schedule.T, (x0.shape[0],), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = q_sample(schedule, x0, t, noise)
+    return nn.functional.mse_loss(model(x_t, t), noise)
 
-    def __init__(self, model: nn.Module, schedule: NoiseSchedule, data_shape: Sequence[int] | None = None):
-        if not isinstance(schedule, NoiseSchedule):
-            raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        self.model = model
-        self.schedule = schedule
-        shape = data_shape if data_shape is not None else getattr(model, "data_shape", None)
-        self.data_shape = tuple(shape) if shape is not None else None
-        self.nfe = 0  # network evaluations made by the last sampling call
 
-    @property
-    def device(self) -> torch.device:
-        p = next(self.model.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+def ddpm_sample(
+    model: nn.Module,
+    shape: Sequence[int],
+    *,
+    schedule: NoiseSchedule,
+    variance: str = "beta",
+    clip_x0: float | None = None,
+    x_T: torch.Tensor | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+    generator: torch.Generator | None = None,
+) -> Samples:
+    """Ancestral sampling (Algorithm 2): x_T ~ N(0, I), then T steps of ``ddpm_step``: T network calls.
 
-    def _check_shape(self, shape: Sequence[int], what: str) -> None:
-        if len(shape) < 1:
-            raise ValueError(f"{what} must have a batch dimension, got shape {tuple(shape)}")
-        check_data_shape(shape, self.data_shape, what)
-
-    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """The model's noise prediction, with ``t`` broadcast to the batch."""
-        t = torch.as_tensor(t, dtype=torch.long, device=x_t.device)
-        if t.dim() == 0:
-            t = t.expand(x_t.shape[0])
-        self.nfe += 1
-        return self.model(x_t, t)
-
-    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """L_simple (Eq. 14): E_{t, x0, eps} ||eps - eps_theta(x_t, t)||^2.
-
-        x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; t is uniform over the T steps; the
-        squared error is averaged over batch and features.
-        """
-        self._check_shape(x0.shape, "x0")
-        n = x0.shape[0]
-        t = torch.randint(self.schedule.T, (n,), generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        x_t = q_sample(self.schedule, x0, t, noise)
-        return nn.functional.mse_loss(self.model(x_t, t), noise)
-
-    def _start(self, shape: Sequence[int], x_T: torch.Tensor | None, generator) -> torch.Tensor:
-        self._check_shape(shape, "shape")
-        if x_T is None:
-            return torch.randn(tuple(shape), generator=generator).to(self.device)
-        if tuple(x_T.shape) != tuple(shape):
-            raise ValueError(f"x_T must have shape {tuple(shape)}, got {tuple(x_T.shape)}")
-        return x_T.to(self.device)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        shape: Sequence[int],
-        generator: torch.Generator | None = None,
-        variance: str = "beta",
-        clip_x0: float | None = None,
-        x_T: torch.Tensor | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Ancestral sampling (Algorithm 2): x_T ~ N(0, I), then T steps of ``ddpm_step``.
-
-        ``shape`` is the batch shape, e.g. ``(500, 2)``. With ``return_trajectory`` also
-        returns every x_t, shape ``(T + 1, *shape)``, from x_T down to x_0.
-        """
-        if variance not in VARIANCES:
-            raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-        self.model.eval()
-        self.nfe = 0
-        x = self._start(shape, x_T, generator)
-        traj = [x.cpu()] if return_trajectory else None
-        for t in tqdm(range(self.schedule.T - 1, -1, -1), disable=not progress, leave=False):
+    ``shape`` is the batch shape, e.g. ``(500, 2)``. The trajectory, when asked for, holds
+    every x_t from x_T down to x_0, shape ``(T + 1, *shape)``.
+    """
+    check_schedule(schedule)
+    check_choice(variance, "variance", VARIANCES)
+    x = start_noise(model, shape, x_T, generator=generator)
+    states = [x.cpu()]
+    with evaluating(model):
+        for t in tqdm(range(schedule.T - 1, -1, -1), disable=not progress, leave=False):
             noise = torch.randn(x.shape, generator=generator).to(x.device) if t > 0 else None
-            x = ddpm_step(self.schedule, x, t, self.eps(x, t), noise, variance, clip_x0)
-            if traj is not None:
-                traj.append(x.cpu())
-        return (x, torch.stack(traj)) if traj is not None else x
+            x = ddpm_step(schedule, x, t, model(x, _timesteps(t, x)), noise, variance, clip_x0)
+            if return_trajectory:
+                states.append(x.cpu())
+    return Samples(x, schedule.T, torch.stack(states) if return_trajectory else None)
 
-    @torch.no_grad()
-    def ddim_sample(
-        self,
-        shape: Sequence[int],
-        steps: int,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
-        spacing: str = "leading",
-        clip_x0: float | None = None,
-        x_T: torch.Tensor | None = None,
-        return_trajectory: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """DDIM sampling over ``steps`` of the T training steps (``ddim_timesteps``).
 
-        ``eta = 0`` gives a deterministic map from x_T to x_0; ``eta = 1`` a stochastic sampler
-        that equals ancestral sampling with beta-tilde when ``steps == T``.
-        """
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        taus = ddim_timesteps(self.schedule.T, steps, spacing)
-        self.model.eval()
-        self.nfe = 0
-        x = self._start(shape, x_T, generator)
-        traj = [x.cpu()] if return_trajectory else None
-        for i, t in enumerate(taus):
-            t_prev = taus[i + 1] if i + 1 < len(taus) else -1
-            noise = None
-            if eta > 0 and t_prev >= 0:
-                noise = torch.randn(x.shape, generator=generator).to(x.device)
-            x = ddim_step(self.schedule, x, t, t_prev, self.eps(x, t), eta, noise, clip_x0)
-            if traj is not None:
-                traj.append(x.cpu())
-        return (x, torch.stack(traj)) if traj is not None else x
+def ddim_sample(
+    model: nn.Module,
+    shape: Sequence[int],
+    *,
+    schedule: NoiseSchedule,
+    steps: int,
+    eta: float = 0.0,
+    spacing: str = "leading",
+    clip_x0: float | None = None,
+    x_T: torch.Tensor | None = None,
+    return_trajectory: bool = False,
+    generator: torch.Generator | None = None,
+) -> Samples:
+    """DDIM sampling over ``steps`` of the T training steps (``ddim_timesteps``): ``steps`` network calls.
+
+    ``eta = 0`` gives a deterministic map from x_T to x_0; ``eta = 1`` a stochastic sampler
+    that equals ancestral sampling with beta-tilde when ``steps == T``. The trajectory, when
+    asked for, has shape ``(steps + 1, *shape)``.
+    """
+    taus = ddim_timesteps(check_schedule(schedule).T, steps, spacing)
+    check_number(eta, "eta", 0)
+    x = start_noise(model, shape, x_T, generator=generator)
+    states = [x.cpu()]
+    with evaluating(model):
+        for t, t_prev in zip(taus, taus[1:] + [-1], strict=True):
+            noisy = eta > 0 and t_prev >= 0
+            noise = torch.randn(x.shape, generator=generator).to(x.device) if noisy else None
+            x = ddim_step(schedule, x, t, t_prev, model(x, _timesteps(t, x)), eta, noise, clip_x0)
+            if return_trajectory:
+                states.append(x.cpu())
+    return Samples(x, len(taus), torch.stack(states) if return_trajectory else None)

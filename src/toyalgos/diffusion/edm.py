@@ -22,22 +22,23 @@ in float64, as in the reference sampler.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ._shapes import check_data_shape
+from toyalgos.core import Samples, evaluating
+from toyalgos.core.checks import check_choice, check_generator, check_number, check_positive_int
+
+from ._sampling import start_noise
+from .checks import check_data_shape, check_sigma
 
 SOLVERS = ("euler", "heun")
 
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+        check_number(value, name, 0, low_open=True)
 
 
 def _check_sigma_range(sigma_min: float, sigma_max: float) -> None:
@@ -46,17 +47,12 @@ def _check_sigma_range(sigma_min: float, sigma_max: float) -> None:
         raise ValueError(f"need sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
 
 
-def _check_steps(num_steps: int) -> None:
-    if not isinstance(num_steps, numbers.Integral) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
-
-
 def _f64(x: float | torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64)
 
 
 def edm_sigma_steps(
-    num_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
+    steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
 ) -> torch.Tensor:
     """EDM's noise levels (Eq. 5).
 
@@ -66,10 +62,10 @@ def edm_sigma_steps(
     sigma_N = 0. rho = 7 spends most steps at low noise, where the ODE bends most; rho = 1
     is uniform in sigma. With N = 1 the single step goes from sigma_max to 0.
     """
-    _check_steps(num_steps)
+    check_positive_int(steps, "steps")
     _check_sigma_range(sigma_min, sigma_max)
     _check_positive(rho=rho)
-    frac = torch.arange(num_steps, dtype=torch.float64) / max(num_steps - 1, 1)
+    frac = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
     hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     sigmas = (hi + frac * (lo - hi)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros(1)])
@@ -102,7 +98,7 @@ class Formulation:
     def s_deriv(self, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(_f64(t))
 
-    def time_steps(self, num_steps: int) -> torch.Tensor:
+    def time_steps(self, steps: int) -> torch.Tensor:
         """t_0 > t_1 > ... > t_{N-1}, then t_N = 0: the N + 1 times a sampler visits."""
         raise NotImplementedError
 
@@ -120,7 +116,7 @@ class Formulation:
         raise NotImplementedError
 
     # --- training (Eq. 8) ------------------------------------------------------------------
-    def sample_sigma(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_sigma(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -158,7 +154,8 @@ class VP(Formulation):
         eps_t: float = 1e-5,
         M: int = 1000,
     ):
-        _check_positive(beta_d=beta_d, beta_min=beta_min, eps_s=eps_s, eps_t=eps_t, M=M)
+        _check_positive(beta_d=beta_d, beta_min=beta_min, eps_s=eps_s, eps_t=eps_t)
+        check_positive_int(M, "M")
         self.beta_d, self.beta_min, self.eps_s, self.eps_t, self.M = beta_d, beta_min, eps_s, eps_t, M
 
     def sigma(self, t):
@@ -181,9 +178,9 @@ class VP(Formulation):
     def s_deriv(self, t):
         return -self.sigma(t) * self.sigma_deriv(t) * self.s(t) ** 3
 
-    def time_steps(self, num_steps):
-        _check_steps(num_steps)
-        frac = torch.arange(num_steps, dtype=torch.float64) / max(num_steps - 1, 1)
+    def time_steps(self, steps):
+        check_positive_int(steps, "steps")
+        frac = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
         return torch.cat([1 + frac * (self.eps_s - 1), torch.zeros(1, dtype=torch.float64)])
 
     def c_out(self, sigma):
@@ -195,7 +192,7 @@ class VP(Formulation):
     def c_noise(self, sigma):
         return (self.M - 1) * self.sigma_inv(sigma)
 
-    def sample_sigma(self, n, generator=None):
+    def sample_sigma(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         t = torch.rand(n, generator=generator, dtype=torch.float64) * (1 - self.eps_t) + self.eps_t
         return self.sigma(t)
 
@@ -227,9 +224,9 @@ class VE(Formulation):
     def sigma_inv(self, sigma):
         return _f64(sigma) ** 2
 
-    def time_steps(self, num_steps):
-        _check_steps(num_steps)
-        frac = torch.arange(num_steps, dtype=torch.float64) / max(num_steps - 1, 1)
+    def time_steps(self, steps):
+        check_positive_int(steps, "steps")
+        frac = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
         t = self.sigma_max**2 * (self.sigma_min**2 / self.sigma_max**2) ** frac
         return torch.cat([t, torch.zeros(1, dtype=torch.float64)])
 
@@ -239,7 +236,7 @@ class VE(Formulation):
     def c_noise(self, sigma):
         return torch.log(0.5 * sigma)
 
-    def sample_sigma(self, n, generator=None):
+    def sample_sigma(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         u = torch.rand(n, generator=generator, dtype=torch.float64)
         return torch.exp(math.log(self.sigma_min) + u * (math.log(self.sigma_max) - math.log(self.sigma_min)))
 
@@ -287,8 +284,8 @@ class EDM(Formulation):
     def sigma_inv(self, sigma):
         return _f64(sigma)
 
-    def time_steps(self, num_steps):
-        return edm_sigma_steps(num_steps, self.sigma_min, self.sigma_max, self.rho)
+    def time_steps(self, steps):
+        return edm_sigma_steps(steps, self.sigma_min, self.sigma_max, self.rho)
 
     def c_skip(self, sigma):
         return self.sigma_data**2 / (sigma**2 + self.sigma_data**2)
@@ -302,7 +299,7 @@ class EDM(Formulation):
     def c_noise(self, sigma):
         return 0.25 * torch.log(sigma)
 
-    def sample_sigma(self, n, generator=None):
+    def sample_sigma(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         z = torch.randn(n, generator=generator, dtype=torch.float64)
         return torch.exp(self.P_mean + self.P_std * z)
 
@@ -334,9 +331,8 @@ class FlowMatching(Formulation):
     }
 
     def __init__(self, eps: float = 1e-3, M: int = 1000):
-        if not 0 < eps < 0.5:
-            raise ValueError(f"eps must be in (0, 0.5), got {eps}")
-        self.eps, self.M = eps, M
+        check_number(eps, "eps", 0, 0.5, low_open=True, high_open=True)
+        self.eps, self.M = eps, check_positive_int(M, "M")
 
     def sigma(self, t):
         t = _f64(t)
@@ -355,10 +351,10 @@ class FlowMatching(Formulation):
     def s_deriv(self, t):
         return -torch.ones_like(_f64(t))
 
-    def time_steps(self, num_steps):
+    def time_steps(self, steps):
         """Uniform in t from 1 - eps to 0: N Euler steps of size (1 - eps) / N."""
-        _check_steps(num_steps)
-        return (1 - self.eps) * (1 - torch.arange(num_steps + 1, dtype=torch.float64) / num_steps)
+        check_positive_int(steps, "steps")
+        return (1 - self.eps) * (1 - torch.arange(steps + 1, dtype=torch.float64) / steps)
 
     def c_skip(self, sigma):
         return 1 / (1 + sigma)
@@ -372,7 +368,7 @@ class FlowMatching(Formulation):
     def c_noise(self, sigma):
         return (self.M - 1) * self.sigma_inv(sigma)
 
-    def sample_sigma(self, n, generator=None):
+    def sample_sigma(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         t = self.eps + (1 - 2 * self.eps) * torch.rand(n, generator=generator, dtype=torch.float64)
         return self.sigma(t)
 
@@ -386,16 +382,6 @@ FORMULATIONS: dict[str, Callable[[], Formulation]] = {
     "EDM": EDM,
     "flow matching": FlowMatching,
 }
-
-
-def _sigma_column(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """sigma as a float64 tensor broadcastable against x: scalar, or one value per sample."""
-    sigma = _f64(sigma).to(x.device)
-    if sigma.dim() == 0:
-        return sigma.expand(x.shape[0]).reshape(-1, *([1] * (x.dim() - 1)))
-    if sigma.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
-    return sigma.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 class EDMDenoiser(nn.Module):
@@ -420,7 +406,7 @@ class EDMDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         check_data_shape(x.shape, self.data_shape, "x", owner="network")
         f = self.formulation
-        sig = _sigma_column(sigma, x)
+        sig = check_sigma(sigma, x)
         c_skip, c_out, c_in = f.c_skip(sig), f.c_out(sig), f.c_in(sig)
         c_noise = f.c_noise(sig).reshape(-1).to(x.dtype)
         F = self.net((c_in * x).to(x.dtype), c_noise)
@@ -428,28 +414,21 @@ class EDMDenoiser(nn.Module):
 
 
 def edm_loss(
-    denoiser: EDMDenoiser, y: torch.Tensor, generator: torch.Generator | None = None
+    denoiser: EDMDenoiser, y: torch.Tensor, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Eq. 8: lambda(sigma) ||D(y + sigma n; sigma) - y||^2, sigma from the formulation's training law.
 
     Averaged over the batch and the features (the reference code sums features; a constant
-    factor).
+    factor). Feed ``train`` with ``functools.partial(edm_loss, generator=g)``.
     """
+    check_generator(generator)
     f = denoiser.formulation
-    sigma = f.sample_sigma(y.shape[0], generator).to(y.device)
+    sigma = f.sample_sigma(y.shape[0], generator=generator).to(y.device)
     noise = torch.randn(y.shape, generator=generator).to(y.device)
-    sig = _sigma_column(sigma, y)
+    sig = check_sigma(sigma, y)
     D = denoiser(y + (sig * noise).to(y.dtype), sigma)
     weight = f.loss_weight(sig).to(y.dtype)
     return (weight * (D - y) ** 2).mean()
-
-
-class Samples(NamedTuple):
-    """What ``edm_sample`` returns: the samples, the network evaluations used, and the path."""
-
-    x: torch.Tensor
-    nfe: int
-    trajectory: torch.Tensor | None
 
 
 def _ode_direction(denoiser: Callable, f: Formulation, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -461,18 +440,29 @@ def _ode_direction(denoiser: Callable, f: Formulation, x: torch.Tensor, t: torch
     return (a * x - b * D).to(x.dtype)
 
 
-@torch.no_grad()
+def _formulation_of(denoiser: Callable, formulation: Formulation | None) -> Formulation:
+    """``formulation``, or the one an ``EDMDenoiser`` carries; an error when there is neither."""
+    f = formulation if formulation is not None else getattr(denoiser, "formulation", None)
+    if not isinstance(f, Formulation):
+        raise ValueError(
+            "pass an EDMDenoiser, or a denoiser callable together with formulation= (VP(), EDM(), ...), "
+            f"got formulation={f!r}"
+        )
+    return f
+
+
 def edm_sample(
     denoiser: Callable,
     shape: tuple[int, ...],
-    num_steps: int = 18,
+    *,
+    steps: int = 18,
     solver: str = "heun",
-    generator: torch.Generator | None = None,
     formulation: Formulation | None = None,
     x_T: torch.Tensor | None = None,
     return_trajectory: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Samples:
-    """Solve Eq. 4 from t_0 down to t_N = 0 over the formulation's time steps (Algorithm 1).
+    """Solve Eq. 4 from t_0 down to t_N = 0 over the formulation's N = ``steps`` time steps (Algorithm 1).
 
     ``solver='euler'`` takes N first-order steps (N network calls); ``'heun'`` corrects each
     step with the slope at its end (Heun's 2nd-order method), except the last, which lands on
@@ -481,69 +471,23 @@ def edm_sample(
     ``D(x, sigma)`` together with ``formulation``. The start is x = s(t_0) sigma(t_0) n, or
     ``x_T`` (the unscaled n) when given.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    f = formulation if formulation is not None else getattr(denoiser, "formulation", None)
-    if not isinstance(f, Formulation):
-        raise ValueError("pass an EDMDenoiser, or a denoiser callable together with formulation=")
-    if isinstance(denoiser, nn.Module):
-        denoiser.eval()
-    check_data_shape(shape, getattr(denoiser, "data_shape", None), "shape", owner="denoiser")
-    t_steps = f.time_steps(num_steps)
-    param = next(denoiser.parameters(), None) if isinstance(denoiser, nn.Module) else None
-    device = param.device if param is not None else torch.device("cpu")
-    n = torch.randn(tuple(shape), generator=generator) if x_T is None else x_T
-    if tuple(n.shape) != tuple(shape):
-        raise ValueError(f"x_T must have shape {tuple(shape)}, got {tuple(n.shape)}")
-    x = (n.to(device) * float(f.s(t_steps[0]) * f.sigma(t_steps[0]))).float()
-    traj = [x.cpu()] if return_trajectory else None
-    nfe = 0
-    for i in range(num_steps):
-        t, t_next = t_steps[i], t_steps[i + 1]
-        d = _ode_direction(denoiser, f, x, t)
-        nfe += 1
-        x_next = x + float(t_next - t) * d
-        if solver == "heun" and i < num_steps - 1:
-            d_next = _ode_direction(denoiser, f, x_next, t_next)
+    f = _formulation_of(denoiser, formulation)
+    check_choice(solver, "solver", SOLVERS)
+    t_steps = f.time_steps(steps)
+    n = start_noise(denoiser, shape, x_T, generator=generator)
+    x = (n * float(f.s(t_steps[0]) * f.sigma(t_steps[0]))).float()
+    states, nfe = [x.cpu()], 0
+    with evaluating(denoiser):
+        for i in range(steps):
+            t, t_next = t_steps[i], t_steps[i + 1]
+            d = _ode_direction(denoiser, f, x, t)
             nfe += 1
-            x_next = x + float(t_next - t) * (0.5 * d + 0.5 * d_next)
-        x = x_next
-        if traj is not None:
-            traj.append(x.cpu())
-    return Samples(x, nfe, torch.stack(traj) if traj is not None else None)
-
-
-class GaussianMixtureDenoiser:
-    """The exact denoiser D(x; sigma) = E[x0 | x0 + sigma n = x] of a Gaussian mixture.
-
-    For x0 ~ sum_k pi_k N(mu_k, Sigma_k): D = sum_k w_k(x) [mu_k + Sigma_k (Sigma_k + sigma^2 I)^-1
-    (x - mu_k)], w_k(x) proportional to pi_k N(x; mu_k, Sigma_k + sigma^2 I). No training: it
-    isolates the error of the ODE solver from the error of a learned network. Isotropic
-    components (``stds``) keep it closed form and cheap.
-    """
-
-    def __init__(self, means: torch.Tensor, stds: float | torch.Tensor, weights: torch.Tensor | None = None):
-        self.means = torch.as_tensor(means, dtype=torch.float64)
-        if self.means.dim() != 2:
-            raise ValueError(f"means must have shape (k, d), got {tuple(self.means.shape)}")
-        k, d = self.means.shape
-        self.stds = torch.as_tensor(stds, dtype=torch.float64).expand(k)
-        w = (
-            torch.full((k,), 1.0 / k, dtype=torch.float64)
-            if weights is None
-            else torch.as_tensor(weights).double()
-        )
-        self.log_weights = torch.log(w / w.sum())
-        self.data_shape = (d,)
-
-    def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        x64 = x.double()
-        sig2 = _sigma_column(sigma, x64) ** 2  # (n, 1)
-        var = self.stds**2 + sig2  # (n, k): variance of x under component k
-        d = self.means.shape[1]
-        sq = ((x64[:, None, :] - self.means[None]) ** 2).sum(-1)  # (n, k)
-        log_p = self.log_weights - 0.5 * sq / var - 0.5 * d * torch.log(var)
-        w = torch.softmax(log_p, dim=1)
-        shrink = (self.stds**2 / var)[..., None]  # Sigma_k (Sigma_k + sigma^2 I)^-1
-        post = self.means[None] + shrink * (x64[:, None, :] - self.means[None])
-        return (w[..., None] * post).sum(1).to(x.dtype)
+            x_next = x + float(t_next - t) * d
+            if solver == "heun" and i < steps - 1:
+                d_next = _ode_direction(denoiser, f, x_next, t_next)
+                nfe += 1
+                x_next = x + float(t_next - t) * (0.5 * d + 0.5 * d_next)
+            x = x_next
+            if return_trajectory:
+                states.append(x.cpu())
+    return Samples(x, nfe, torch.stack(states) if return_trajectory else None)

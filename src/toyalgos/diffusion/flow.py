@@ -17,30 +17,23 @@ convention, noise at t = 1.)
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from ._shapes import check_data_shape
+from toyalgos.core import Samples, evaluating
+from toyalgos.core.checks import check_generator, check_positive_int
+
+from .checks import check_data_shape, check_same_shape
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _check_pair(x0: torch.Tensor, x1: torch.Tensor) -> None:
-    if x0.shape != x1.shape:
-        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
-
-
-def _check_steps(steps: int) -> None:
-    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-
-
-def _check_dim(model: Velocity, x: torch.Tensor, what: str) -> None:
-    check_data_shape(x.shape, getattr(model, "data_shape", None), what)
+def _check_pair(model: Velocity, x0: torch.Tensor, x1: torch.Tensor) -> None:
+    """A coupled pair of batches, each of the model's per-sample shape."""
+    check_same_shape("x0", x0, "x1", x1)
+    check_data_shape(x0.shape, getattr(model, "data_shape", None), "x0")
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -53,18 +46,20 @@ def flow_matching_loss(
     model: Velocity,
     x0: torch.Tensor,
     x1: torch.Tensor,
-    generator: torch.Generator | None = None,
+    *,
     eps: float = 1e-3,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """|| (x1 - x0) - v(X_t, t) ||^2 with t ~ U(eps, 1), averaged over batch and features.
 
     ``x0`` and ``x1`` are coupled row by row: independent draws for 1-rectified flow, the
     pairs of ``reflow_pairs`` for the next one. ``model(x, t)`` gets t as a float tensor in
     [0, 1] (the reference code feeds 999 t to its network: use ``TimeMLP(time_scale=999)``).
-    Like the reference, t avoids 0 by ``eps``.
+    Like the reference, t avoids 0 by ``eps``. Feed ``train`` with
+    ``functools.partial(flow_matching_loss, generator=g)`` and the pairs ``(x0, x1)``.
     """
-    _check_pair(x0, x1)
-    _check_dim(model, x0, "x0")
+    _check_pair(model, x0, x1)
+    check_generator(generator)
     t = eps + (1 - eps) * torch.rand(x0.shape[0], generator=generator).to(x0.device)
     target = x1 - x0
     return nn.functional.mse_loss(model(interpolate(x0, x1, t), t), target)
@@ -73,44 +68,43 @@ def flow_matching_loss(
 def _euler_path(
     model: Velocity, z0: torch.Tensor, steps: int
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The Euler iterates z_0..z_N and the velocities v(z_i, t_i) used between them."""
-    _check_steps(steps)
-    _check_dim(model, z0, "z0")
-    if isinstance(model, nn.Module):
-        model.eval()
+    """The Euler iterates z_0..z_N of dZ/dt = v(Z, t), N = ``steps``, and the velocities v(z_i, i/N) used.
+
+    z_{i+1} = z_i + v(z_i, i/N) / N, in eval mode without gradients (the caller's mode is restored).
+    """
+    check_positive_int(steps, "steps")
+    check_data_shape(z0.shape, getattr(model, "data_shape", None), "z0")
     zs, vs = [z0], []
     dt = 1.0 / steps
-    for i in range(steps):
-        v = model(zs[-1], torch.full((z0.shape[0],), i * dt, device=z0.device))
-        vs.append(v)
-        zs.append(zs[-1] + dt * v)
+    with evaluating(model):
+        for i in range(steps):
+            vs.append(model(zs[-1], torch.full((z0.shape[0],), i * dt, device=z0.device)))
+            zs.append(zs[-1] + dt * vs[-1])
     return zs, vs
 
 
-@torch.no_grad()
 def euler_sample(
-    model: Velocity, z0: torch.Tensor, steps: int, return_trajectory: bool = False
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    model: Velocity, z0: torch.Tensor, *, steps: int, return_trajectory: bool = False
+) -> Samples:
     """Euler's method for dZ/dt = v(Z, t) from t = 0 to 1: z <- z + v(z, i/N) / N, N = ``steps``.
 
-    ``steps = 1`` is the one-step generator z_1 = z_0 + v(z_0, 0). With ``return_trajectory``
-    also returns every z_i, shape ``(steps + 1, *z0.shape)``. Uses ``steps`` network calls.
+    ``steps = 1`` is the one-step generator z_1 = z_0 + v(z_0, 0). Uses ``steps`` network calls;
+    the trajectory, when asked for, holds every z_i, shape ``(steps + 1, *z0.shape)``.
     """
     zs, _ = _euler_path(model, z0, steps)
-    return (zs[-1], torch.stack(zs).cpu()) if return_trajectory else zs[-1]
+    return Samples(zs[-1], steps, torch.stack(zs).cpu() if return_trajectory else None)
 
 
-def reflow_pairs(model: Velocity, z0: torch.Tensor, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def reflow_pairs(model: Velocity, z0: torch.Tensor, *, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """The coupling of a trained flow: (Z_0, Z_1) with Z_1 the ODE solution from Z_0 (Euler, ``steps``).
 
     Training a new flow on these pairs is reflow (Section 2.3); the paper proves the new
     coupling has no larger transport cost E c(Z_1 - Z_0) for any convex c (Theorem 3.5).
     """
-    return z0, euler_sample(model, z0, steps)
+    return z0, euler_sample(model, z0, steps=steps).x
 
 
-@torch.no_grad()
-def straightness(model: Velocity, z0: torch.Tensor, steps: int = 100) -> float:
+def straightness(model: Velocity, z0: torch.Tensor, *, steps: int = 100) -> float:
     """S(Z) = int_0^1 E || (Z_1 - Z_0) - dZ_t/dt ||^2 dt (Definition 3.6), on an Euler path.
 
     Estimated as (1/N) sum_i mean_samples || (z_N - z_0) - v(z_i, t_i) ||^2 (squared norm
@@ -124,30 +118,5 @@ def straightness(model: Velocity, z0: torch.Tensor, steps: int = 100) -> float:
 
 def transport_cost(z0: torch.Tensor, z1: torch.Tensor) -> float:
     """E || Z_1 - Z_0 ||^2 of a coupling: reflow does not increase it (Theorem 3.5)."""
-    _check_pair(z0, z1)
+    check_same_shape("z0", z0, "z1", z1)
     return (z1 - z0).pow(2).flatten(1).sum(1).mean().item()
-
-
-def plot_trajectories(
-    ax: plt.Axes,
-    trajectory: torch.Tensor,
-    n_paths: int = 60,
-    title: str | None = None,
-    lim: float | None = None,
-) -> plt.Axes:
-    """Draw 2-D paths (``trajectory`` of shape (steps + 1, n, 2)): start blue, end red, path grey."""
-    if trajectory.dim() != 3 or trajectory.shape[-1] != 2:
-        raise ValueError(f"trajectory must have shape (steps + 1, n, 2), got {tuple(trajectory.shape)}")
-    tr = trajectory[:, :n_paths].detach().cpu().numpy()
-    ax.plot(tr[:, :, 0], tr[:, :, 1], color="0.5", lw=0.6, alpha=0.7)
-    ax.scatter(tr[0, :, 0], tr[0, :, 1], s=4, color="C0", zorder=3)
-    ax.scatter(tr[-1, :, 0], tr[-1, :, 1], s=4, color="C3", zorder=3)
-    if lim is not None:
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    return ax

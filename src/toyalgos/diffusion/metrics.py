@@ -11,10 +11,13 @@ from collections.abc import Sequence
 
 import torch
 
+from toyalgos.core.checks import check_generator, check_number, check_positive_int, check_tensor
 
-def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.dim() != 2 or y.dim() != 2:
-        raise ValueError(f"x and y must be 2-D (n, d), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+
+def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Two point clouds of shape (n, d) and (m, d), n, m >= 2."""
+    check_tensor(x, "x", dim=2)
+    check_tensor(y, "y", dim=2)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
     if len(x) < 2 or len(y) < 2:
@@ -37,8 +40,9 @@ def sliced_wasserstein(
     x: torch.Tensor,
     y: torch.Tensor,
     n_projections: int = 512,
-    generator: torch.Generator | None = None,
     p: int = 2,
+    *,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Sliced p-Wasserstein distance (Rabin et al. 2011; Bonneel et al. 2015).
 
@@ -48,9 +52,9 @@ def sliced_wasserstein(
     the sample sizes differ). Pass the same seeded ``generator`` state to compare several
     samples on the same directions.
     """
-    _check_pair(x, y)
-    if n_projections < 1:
-        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
+    _check_samples(x, y)
+    check_positive_int(n_projections, "n_projections")
+    check_generator(generator)
     x, y = x.float(), y.float()
     theta = torch.randn(x.shape[1], n_projections, generator=generator).to(x.device)
     theta = theta / theta.norm(dim=0, keepdim=True)
@@ -75,7 +79,7 @@ def mmd_rbf(
     heuristic), computed on at most the first 1000 points of each sample to keep it cheap.
     The unbiased estimate can be slightly negative when x and y share a law.
     """
-    _check_pair(x, y)
+    _check_samples(x, y)
     x, y = x.float(), y.to(x.device).float()
     dxx, dyy, dxy = _sq_dists(x, x), _sq_dists(y, y), _sq_dists(x, y)
     if bandwidth is None:
@@ -84,8 +88,7 @@ def mmd_rbf(
         bandwidths = [d[d > 0].median().item()]
     else:
         bandwidths = [bandwidth] if isinstance(bandwidth, (int, float)) else list(bandwidth)
-    if any(h <= 0 for h in bandwidths):
-        raise ValueError(f"bandwidths must be > 0, got {bandwidths}")
+        bandwidths = [check_number(h, "bandwidth", 0, low_open=True) for h in bandwidths]
     n, m = len(x), len(y)
     total = x.new_zeros(())
     for h in bandwidths:

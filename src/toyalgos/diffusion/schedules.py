@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from toyalgos.core.checks import check_number, check_positive_int
+
 
 class NoiseSchedule:
     """A variance schedule beta_1..beta_T and the quantities the DDPM equations use.
@@ -61,9 +63,9 @@ class NoiseSchedule:
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
         """DDPM's schedule: beta_t rising linearly from ``beta_start`` to ``beta_end`` (§4)."""
-        _check_T(T)
-        if not 0 < beta_start < 1 or not 0 < beta_end < 1:
-            raise ValueError(f"beta_start and beta_end must lie in (0, 1), got {beta_start} and {beta_end}")
+        check_positive_int(T, "T")
+        check_number(beta_start, "beta_start", 0, 1, low_open=True, high_open=True)
+        check_number(beta_end, "beta_end", 0, 1, low_open=True, high_open=True)
         if beta_end < beta_start:
             raise ValueError(
                 f"the beta range must be non-decreasing: beta_start={beta_start} > beta_end={beta_end}"
@@ -77,11 +79,9 @@ class NoiseSchedule:
         beta_t = min(1 - alpha-bar_t / alpha-bar_{t-1}, ``max_beta``) (their Eq. 17 and the clip
         that keeps the last step from being singular).
         """
-        _check_T(T)
-        if not 0 < max_beta < 1:
-            raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
-        if s < 0:
-            raise ValueError(f"the offset s must be >= 0, got {s}")
+        check_positive_int(T, "T")
+        check_number(max_beta, "max_beta", 0, 1, low_open=True, high_open=True)
+        check_number(s, "s", 0)
         steps = torch.arange(T + 1, dtype=torch.float64) / T
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         betas = torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
@@ -92,11 +92,13 @@ class NoiseSchedule:
         return f"NoiseSchedule(T={self.T}, beta_1={b[0].item():.3g}, beta_T={b[-1].item():.3g})"
 
 
-def _check_T(T: int) -> None:
-    if not isinstance(T, int) or isinstance(T, bool):
-        raise TypeError(f"T must be an int, got {type(T).__name__}")
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
+def check_schedule(schedule: object) -> NoiseSchedule:
+    """``schedule`` if it is a ``NoiseSchedule`` (the DDPM losses and samplers take one)."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(
+            f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.linear()), got {type(schedule).__name__}"
+        )
+    return schedule
 
 
 def check_timesteps(schedule: NoiseSchedule, t: torch.Tensor) -> torch.Tensor:
