@@ -489,7 +489,7 @@ def test_yolov1_cells_see_their_own_region():
         ({"S": 2, "image_size": 64, "channels": (8, 8)}, r"= 16, got 64"),
         ({"channels": ()}, "channels must be a non-empty sequence"),
         ({"patch": 0}, "patch must be a positive int"),
-        ({"depth": -1}, "depth must be a non-negative int"),
+        ({"depth": -1}, "depth must be an int >= 0"),
         ({"S": 0}, "S must be a positive int, got 0"),
         ({"B": 0}, "B must be a positive int, got 0"),
         ({"C": 1.5}, "C must be a positive int, got 1.5"),
