@@ -40,7 +40,7 @@ def test_backbone_receptive_field_is_local_before_mixing():
     ("kwargs", "shape", "match"),
     [
         ({"channels": ()}, None, "channels must be a non-empty sequence"),
-        ({"channels": (8, 0)}, None, "channels must be a non-empty sequence"),
+        ({"channels": (8, 0)}, None, r"channels\[1\] must be a positive int, got 0"),
         ({"patch": 0}, None, "patch must be a positive int"),
         ({"depth": -1}, None, "depth must be an int >= 0"),
         ({}, (3, 32, 32), r"images must have shape \(N, C, H, W\)"),

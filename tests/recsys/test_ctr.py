@@ -439,12 +439,12 @@ def test_dense_of_wrong_shape_raises(name):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: FieldEmbedding((), 4), "cardinalities must be positive ints"),
-        (lambda: FieldEmbedding((3, 0), 4), r"positive ints, got \(3, 0\)"),
-        (lambda: FieldEmbedding((3, 2.5), 4), "positive ints"),
+        (lambda: FieldEmbedding((), 4), "cardinalities must be a non-empty sequence of positive ints"),
+        (lambda: FieldEmbedding((3, 0), 4), r"cardinalities\[1\] must be a positive int, got 0"),
+        (lambda: FieldEmbedding((3, 2.5), 4), "positive int"),
         (lambda: FieldEmbedding((3, 4), 0), "dim must be a positive int, got 0"),
         (lambda: FieldEmbedding((3, 4), 2, ("user",)), "1 field names for 2 cardinalities"),
-        (lambda: FM((3, -1)), "positive ints"),
+        (lambda: FM((3, -1)), "positive int"),
     ],
 )
 def test_bad_constructor_arguments(call, match):

@@ -22,8 +22,20 @@ def check_positive_int(value: object, name: str) -> int:
 
 def check_nonnegative_int(value: object, name: str) -> int:
     """``value`` as an int >= 0 (bools are refused)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return check_int(value, name, 0)
+
+
+def check_int(value: object, name: str, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int inside ``[low, high]`` (either end absent; bools are refused)."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        where = f"in [{low}, {high}]" if low is not None and high is not None else ""
+        where = where or (f">= {low}" if low is not None else f"<= {high}" if high is not None else "")
+        raise ValueError(f"{name} must be an int {where}".rstrip() + f", got {value!r}")
     return value
 
 

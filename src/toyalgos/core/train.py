@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import check_generator, check_number, check_positive_int
+from .checks import check_choice, check_generator, check_number, check_positive_int
 from .results import History, Loss
 
 Batch = Any
@@ -35,8 +35,7 @@ def make_optimizer(
     params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
     """``'adam'``, ``'adamw'`` or ``'sgd'`` (with momentum 0.9) over ``params``."""
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
+    check_choice(name, "optimizer", _OPTIMIZERS)
     kwargs: dict[str, float] = {"lr": lr, "weight_decay": weight_decay}
     if name == "sgd":
         kwargs["momentum"] = 0.9
@@ -54,12 +53,10 @@ def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
     """
     if warmup and step < warmup:
         return (step + 1) / warmup
-    if schedule == "constant":
+    if check_choice(schedule, "lr_schedule", ("constant", "cosine")) == "constant":
         return 1.0
-    if schedule == "cosine":
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _batches(
@@ -93,6 +90,18 @@ def _batches(
             "data must be a tensor, a tuple of tensors, a callable returning a batch or an "
             f"iterable of batches, got {type(data).__name__}"
         )
+
+
+def _check_options(
+    steps: int, batch_size: int, lr: float, lr_schedule: str, ema_decay: float | None, generator: object
+) -> None:
+    check_positive_int(steps, "steps")
+    check_positive_int(batch_size, "batch_size")
+    check_number(lr, "lr", 0, low_open=True)
+    check_choice(lr_schedule, "lr_schedule", ("constant", "cosine"))
+    check_generator(generator)
+    if ema_decay is not None:
+        check_number(ema_decay, "ema_decay", 0, 1, low_open=True, high_open=True)
 
 
 def train(
@@ -136,13 +145,7 @@ def train(
         that returns ``Loss`` each term's values (an empty dict otherwise). The model is left
         in eval mode, ready to be evaluated.
     """
-    check_positive_int(steps, "steps")
-    check_positive_int(batch_size, "batch_size")
-    check_number(lr, "lr", 0, low_open=True)
-    check_generator(generator)
-    if ema_decay is not None:
-        check_number(ema_decay, "ema_decay", 0, 1, low_open=True, high_open=True)
-    lr_factor(0, steps, lr_schedule)  # validates the schedule name early
+    _check_options(steps, batch_size, lr, lr_schedule, ema_decay, generator)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -162,8 +165,10 @@ def train(
         batch = next(batches)
         out = loss_fn(model, *batch) if isinstance(batch, tuple) else loss_fn(model, batch)
         loss = out.total if isinstance(out, Loss) else out
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise ValueError(f"loss_fn must return a scalar tensor or a Loss, got {type(out).__name__}")
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(f"loss_fn must return a scalar tensor or a Loss, got {type(out).__name__}")
+        if loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar tensor, got shape {tuple(loss.shape)}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:

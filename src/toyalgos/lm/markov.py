@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from toyalgos.core import numpy_rng
-from toyalgos.core.checks import check_generator, check_number, check_positive_int
+from toyalgos.core.checks import check_generator, check_int, check_number, check_positive_int
 
 from .checks import check_tokens
 from .tokenizer import CharTokenizer
@@ -111,8 +111,7 @@ class MarkovSource:
         The same generator state gives the same chain (drawn by ``numpy_rng(generator)``).
         """
         check_positive_int(n_states, "n_states")
-        if not isinstance(branching, int) or not 1 <= branching <= n_states:
-            raise ValueError(f"branching must be an int in [1, n_states={n_states}], got {branching!r}")
+        check_int(branching, "branching", 1, n_states)
         check_number(concentration, "concentration", 0, low_open=True)
         rng = numpy_rng(generator)
         cycle = rng.permutation(n_states)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..core.checks import check_nonnegative_int, check_positive_int
+from toyalgos.core.checks import check_nonnegative_int, check_positive_int
 
 
 def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -41,8 +41,10 @@ class ConvBackbone(nn.Module):
     def __init__(self, channels: Sequence[int] = (32, 64), patch: int = 4, depth: int = 2, c_in: int = 3):
         super().__init__()
         channels = tuple(channels)
-        if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
-            raise ValueError(f"channels must be a non-empty sequence of positive ints, got {channels!r}")
+        if not channels:
+            raise ValueError("channels must be a non-empty sequence of positive ints, got ()")
+        for i, c in enumerate(channels):
+            check_positive_int(c, f"channels[{i}]")
         check_positive_int(patch, "patch")
         check_nonnegative_int(depth, "depth")
         self.channels, self.patch = channels, patch

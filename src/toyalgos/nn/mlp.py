@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ..core.checks import check_positive_int
+from toyalgos.core.checks import check_positive_int
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:

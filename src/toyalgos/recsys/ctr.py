@@ -31,10 +31,10 @@ def _check_fields(
     cardinalities: Sequence[int], field_names: Sequence[str] | None = None
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """Field sizes (positive ints, at least one) and one name per field (``'field i'`` by default)."""
-    if not cardinalities or any(
-        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cardinalities
-    ):
-        raise ValueError(f"cardinalities must be positive ints, got {cardinalities}")
+    if not cardinalities:
+        raise ValueError(f"cardinalities must be a non-empty sequence of positive ints, got {cardinalities}")
+    for i, c in enumerate(cardinalities):
+        check_positive_int(c, f"cardinalities[{i}]")
     names = tuple(field_names) if field_names else tuple(f"field {i}" for i in range(len(cardinalities)))
     if len(names) != len(cardinalities):
         raise ValueError(f"{len(names)} field names for {len(cardinalities)} cardinalities")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from toyalgos.core.checks import check_generator, check_number, check_positive_int
+from toyalgos.core.checks import check_generator, check_int, check_number, check_positive_int
 
 SPARSE_FIELDS = ("user", "item", "category", "site", "position", "device", "hour")
 DENSE_FIELDS = ("log_price", "user_activity")
@@ -178,8 +178,7 @@ class ClickModel:
 
 def _check_splits(n: int, splits: tuple[float, float, float]) -> None:
     """n is an int >= 3, and splits are three non-negative fractions that sum to 1."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
-        raise ValueError(f"n must be an int >= 3, got {n!r}")
+    check_int(n, "n", 3)
     if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1) > 1e-9:
         raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
 
