@@ -70,46 +70,50 @@ def test_oracle_ar_nll_is_the_exact_log_likelihood():
 def test_ar_generate_keeps_the_prompt_and_is_seeded():
     model = tiny()
     prompt = torch.randint(V, (3, 2))
-    out = ar_generate(model, prompt, 6, temperature=1.0, generator=gen(7))
+    out = ar_generate(model, prompt, gen_length=6, temperature=1.0, generator=gen(7))
     assert isinstance(out, Samples) and out.nfe == 6 and out.trajectory is None
     a = out.x
     assert a.shape == (3, 8) and torch.equal(a[:, :2], prompt)
-    assert torch.equal(a, ar_generate(model, prompt, 6, temperature=1.0, generator=gen(7)).x)
-    assert not torch.equal(a, ar_generate(model, prompt, 6, temperature=1.0, generator=gen(8)).x)
-    greedy = ar_generate(model, prompt, 6, temperature=0.0).x
-    assert torch.equal(greedy, ar_generate(model, prompt, 6, temperature=1.0, top_k=1, generator=gen(3)).x)
+    assert torch.equal(a, ar_generate(model, prompt, gen_length=6, temperature=1.0, generator=gen(7)).x)
+    assert not torch.equal(a, ar_generate(model, prompt, gen_length=6, temperature=1.0, generator=gen(8)).x)
+    greedy = ar_generate(model, prompt, gen_length=6, temperature=0.0).x
+    assert torch.equal(
+        greedy, ar_generate(model, prompt, gen_length=6, temperature=1.0, top_k=1, generator=gen(3)).x
+    )
 
 
 def test_ar_evaluation_restores_the_callers_mode():
     model = tiny().train()
     prompt = torch.randint(V, (2, 2))
-    ar_generate(model, prompt, 3, generator=gen(0))
+    ar_generate(model, prompt, gen_length=3, generator=gen(0))
     ar_nll(model, add_bos(prompt, 2))
     assert all(m.training for m in model.modules())
     model.eval()
-    ar_generate(model, prompt, 3, generator=gen(0))
+    ar_generate(model, prompt, gen_length=3, generator=gen(0))
     assert not any(m.training for m in model.modules())
 
 
 def test_ar_generate_from_the_oracle_gives_valid_sequences():
     source = MarkovSource.random(8, 2, generator=gen(0))
     bos = source.tokenizer.bos_id
-    x = ar_generate(MarkovOracle(source, causal=True), torch.full((50, 1), bos), 12, generator=gen(0)).x
+    x = ar_generate(
+        MarkovOracle(source, causal=True), torch.full((50, 1), bos), gen_length=12, generator=gen(0)
+    ).x
     assert source.is_valid(x[:, 1:]).all()
 
 
 def test_ar_bad_input():
     model = tiny()
     with pytest.raises(ValueError, match="at least 1 token"):
-        ar_generate(model, torch.zeros(2, 0, dtype=torch.long), 3)
+        ar_generate(model, torch.zeros(2, 0, dtype=torch.long), gen_length=3)
     with pytest.raises(ValueError, match="exceeds max_len"):
-        ar_generate(model, torch.zeros(2, 10, dtype=torch.long), 7)
+        ar_generate(model, torch.zeros(2, 10, dtype=torch.long), gen_length=7)
     with pytest.raises(ValueError, match="top_k"):
-        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), 3, top_k=0)
+        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), gen_length=3, top_k=0)
     with pytest.raises(ValueError, match="temperature"):
-        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), 3, temperature=-1.0)
+        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), gen_length=3, temperature=-1.0)
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
-        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), 3, generator=7)
+        ar_generate(model, torch.zeros(2, 1, dtype=torch.long), gen_length=3, generator=7)
     with pytest.raises(ValueError, match="causal model"):
         ar_loss(tiny(causal=False), torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="at least 2"):

@@ -72,7 +72,7 @@ def ar_nll(
 def _check_ar_generate(
     model: nn.Module,
     prompt: torch.Tensor,
-    max_new_tokens: int,
+    gen_length: int,
     temperature: float,
     top_k: int | None,
     generator: torch.Generator | None,
@@ -80,28 +80,28 @@ def _check_ar_generate(
     """Validate ``ar_generate``'s arguments, with the model's ``max_len`` when it has one."""
     _check_causal(model)
     check_tokens(prompt, "prompt", min_length=1)
-    check_positive_int(max_new_tokens, "max_new_tokens")
+    check_positive_int(gen_length, "gen_length")
     check_number(temperature, "temperature", 0)
     if top_k is not None:
         check_positive_int(top_k, "top_k")
     check_generator(generator)
     max_len = getattr(model, "max_len", None)
-    if max_len is not None and prompt.shape[1] + max_new_tokens > max_len:
+    if max_len is not None and prompt.shape[1] + gen_length > max_len:
         raise ValueError(
-            f"prompt length {prompt.shape[1]} + max_new_tokens {max_new_tokens} exceeds max_len={max_len}"
+            f"prompt length {prompt.shape[1]} + gen_length {gen_length} exceeds max_len={max_len}"
         )
 
 
 def ar_generate(
     model: nn.Module,
     prompt: torch.Tensor,
-    max_new_tokens: int,
     *,
+    gen_length: int,
     temperature: float = 1.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Samples:
-    """Sample ``max_new_tokens`` tokens after ``prompt`` (N, P), one at a time.
+    """Sample ``gen_length`` tokens after ``prompt`` (N, P), one at a time.
 
     Each step samples from softmax(logits / temperature) restricted to the ``top_k`` most
     likely tokens (all when None); temperature 0 is greedy decoding. ``prompt`` needs at
@@ -109,16 +109,16 @@ def ar_generate(
     reruns the whole prefix, which is cheap at toy lengths.
 
     Returns:
-        ``Samples(x, nfe, None)``: ``x`` the ``(N, P + max_new_tokens)`` tokens, the prompt
-        unchanged; ``nfe = max_new_tokens`` model calls.
+        ``Samples(x, nfe, None)``: ``x`` the ``(N, P + gen_length)`` tokens, the prompt
+        unchanged; ``nfe = gen_length`` model calls.
     """
-    _check_ar_generate(model, prompt, max_new_tokens, temperature, top_k, generator)
+    _check_ar_generate(model, prompt, gen_length, temperature, top_k, generator)
     x = prompt
     with evaluating(model):
-        for _ in range(max_new_tokens):
+        for _ in range(gen_length):
             logits = model(x)[:, -1].float()
             if top_k is not None and top_k < logits.shape[-1]:
                 kth = logits.topk(top_k, dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
             x = torch.cat([x, gumbel_argmax(logits, temperature, generator=generator)[:, None]], dim=1)
-    return Samples(x, max_new_tokens)
+    return Samples(x, gen_length)

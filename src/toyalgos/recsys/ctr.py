@@ -317,7 +317,7 @@ def bce_loss(
 
 
 def predict_ctr(
-    model: nn.Module, sparse: torch.Tensor, dense: torch.Tensor, batch_size: int = 65_536
+    model: nn.Module, sparse: torch.Tensor, dense: torch.Tensor, *, batch_size: int = 65_536
 ) -> torch.Tensor:
     """Predicted click probabilities sigmoid(logit), in batches, in eval mode (the caller's mode is kept)."""
     check_positive_int(batch_size, "batch_size")
