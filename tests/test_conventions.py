@@ -230,31 +230,60 @@ def test_no_return_type_depends_on_a_flag():
     assert not unions, unions
 
 
+SAMPLER_NAME = re.compile(r"_(sample|generate|infill)$")
+
+
+def _first_parameter(func) -> str | None:
+    return next(iter(inspect.signature(func).parameters), None)
+
+
 def test_samplers_return_samples():
-    """Results: whatever keeps a trajectory is a sampler and returns ``Samples``, always."""
-    samplers = {q: f for q, f in FUNCTIONS.items() if "return_trajectory" in inspect.signature(f).parameters}
-    assert len(samplers) >= 5, sorted(samplers)  # DDPM, DDIM, EDM, Euler, LLaDA, AR at least
+    """Results: a sampler (a ``*_sample`` / ``*_generate`` / ``*_infill`` function of a model, or
+    anything that can keep a trajectory) returns ``Samples``, always. (``q_sample``, a draw of the
+    forward process from data, is not a sampler of a model.)"""
+    samplers = {
+        q: f
+        for q, f in FUNCTIONS.items()
+        if SAMPLER_NAME.search(f.__name__)
+        and _first_parameter(f) in {"model", "denoiser"}
+        or "return_trajectory" in inspect.signature(f).parameters
+    }
+    assert len(samplers) >= 7, sorted(samplers)  # DDPM, DDIM, EDM, Euler, LLaDA x2, AR at least
     wrong = {q: _return_annotation(f) for q, f in samplers.items() if _return_annotation(f) != "Samples"}
     assert not wrong, wrong
+
+
+def test_the_only_return_flag_is_return_trajectory():
+    """Results: no ``return_x=True`` flag that changes what comes back; a trajectory is a field."""
     flags = [
-        q
+        f"{q}({p})"
         for q, f in FUNCTIONS.items()
-        if {"return_history", "return_all"} & set(inspect.signature(f).parameters)
+        for p in inspect.signature(f).parameters
+        if p.startswith("return_") and p != "return_trajectory"
     ]
-    assert not flags, f"call it return_trajectory and return Samples: {flags}"
+    assert not flags, flags
 
 
 def test_no_mutable_counters_on_objects():
     """Results: call counts travel in the result, not in attributes such as ``self.nfe``."""
-    hits = [
-        f"{m} line {n.lineno}"
-        for m, tree in TREES.items()
-        for n in ast.walk(tree)
-        if isinstance(n, ast.AugAssign)
-        and isinstance(n.target, ast.Attribute)
-        and isinstance(n.target.value, ast.Name)
-        and n.target.value.id == "self"
-    ]
+
+    def on_self(node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+        )
+
+    hits = []
+    for m, tree in TREES.items():
+        for n in ast.walk(tree):
+            if isinstance(n, ast.AugAssign) and on_self(n.target):
+                hits.append(f"{m} line {n.lineno}: self.{n.target.attr} += ...")
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.BinOp):
+                read = {a.attr for a in ast.walk(n.value) if on_self(a)}
+                hits += [
+                    f"{m} line {n.lineno}: self.{t.attr} = self.{t.attr} ..."
+                    for t in n.targets
+                    if on_self(t) and t.attr in read
+                ]
     assert not hits, hits
 
 
@@ -321,8 +350,16 @@ def test_only_train_and_evaluating_switch_modes():
         and call.func.attr in {"eval", "train"}
         and len(call.args) <= 1
     ]
+    switches += [
+        f"{m} line {n.lineno}: .training = ..."
+        for m, tree in TREES.items()
+        if _family(m) != "core"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        and any(isinstance(t, ast.Attribute) and t.attr == "training" for t in n.targets)
+    ]
     assert not switches, "\n".join(switches)
-    private = [m for m, p in SOURCES.items() if re.search(r"\btorch\._[a-z]", p.read_text())]
+    private = [m for m, p in SOURCES.items() if re.search(r"\btorch\._[A-Za-z]", p.read_text())]
     assert not private, private
 
 
@@ -433,14 +470,29 @@ def test_families_with_many_modules_have_subpackages():
 
 
 def test_one_name_per_quantity():
-    """Names: a sampler's step count is ``steps``; no two families export the same name."""
+    """Names: a sampler's step count is ``steps``; no two packages export different things under
+    one name (sub-packages included: ``mdm_generate``, not a second ``generate``)."""
     old = [q for q, f in FUNCTIONS.items() if {"num_steps", "n_steps"} & set(inspect.signature(f).parameters)]
     assert not old, f"call it steps: {old}"
-    owners: dict[str, str] = {}
+    owners: dict[str, tuple[str, object]] = {}
     clashes = []
-    for package in FAMILIES:
-        for name in importlib.import_module(f"toyalgos.{package}").__all__:
-            if name in owners and name != "data":
-                clashes.append(f"{name}: {owners[name]} and {package}")
-            owners.setdefault(name, package)
+    packages = [m for m in MODULES if SOURCES[m.__name__].name == "__init__.py" and m is not toyalgos]
+    for package in packages:
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if name in owners and owners[name][1] is not obj:
+                clashes.append(f"{name}: {owners[name][0]} and {package.__name__}")
+            owners.setdefault(name, (package.__name__, obj))
     assert not clashes, clashes
+
+
+def test_every_module_postpones_annotations():
+    """Annotations are read as written (``torch.Generator | None``), so every module postpones them."""
+    missing = [
+        m
+        for m, tree in TREES.items()
+        if tree.body
+        and not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body)
+        and any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in tree.body)
+    ]
+    assert not missing, f"add 'from __future__ import annotations' to {missing}"
