@@ -65,24 +65,6 @@ def flow_matching_loss(
     return nn.functional.mse_loss(model(interpolate(x0, x1, t), t), target)
 
 
-def _euler_path(
-    model: Velocity, z0: torch.Tensor, steps: int
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The Euler iterates z_0..z_N of dZ/dt = v(Z, t), N = ``steps``, and the velocities v(z_i, i/N) used.
-
-    z_{i+1} = z_i + v(z_i, i/N) / N, in eval mode without gradients (the caller's mode is restored).
-    """
-    check_positive_int(steps, "steps")
-    check_data_shape(z0.shape, getattr(model, "data_shape", None), "z0")
-    zs, vs = [z0], []
-    dt = 1.0 / steps
-    with evaluating(model):
-        for i in range(steps):
-            vs.append(model(zs[-1], torch.full((z0.shape[0],), i * dt, device=z0.device)))
-            zs.append(zs[-1] + dt * vs[-1])
-    return zs, vs
-
-
 def euler_sample(
     model: Velocity, z0: torch.Tensor, *, steps: int, return_trajectory: bool = False
 ) -> Samples:
@@ -91,8 +73,14 @@ def euler_sample(
     ``steps = 1`` is the one-step generator z_1 = z_0 + v(z_0, 0). Uses ``steps`` network calls;
     the trajectory, when asked for, holds every z_i, shape ``(steps + 1, *z0.shape)``.
     """
-    zs, _ = _euler_path(model, z0, steps)
-    return Samples(zs[-1], steps, torch.stack(zs).cpu() if return_trajectory else None)
+    check_positive_int(steps, "steps")
+    check_data_shape(z0.shape, getattr(model, "data_shape", None), "z0")
+    z, path, dt = z0, [z0], 1.0 / steps
+    with evaluating(model):
+        for i in range(steps):
+            z = z + dt * model(z, torch.full((z0.shape[0],), i * dt, device=z0.device))
+            path.append(z)
+    return Samples(z, steps, torch.stack(path).cpu() if return_trajectory else None)
 
 
 def reflow_pairs(model: Velocity, z0: torch.Tensor, *, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,9 +98,9 @@ def straightness(model: Velocity, z0: torch.Tensor, *, steps: int = 100) -> floa
     Estimated as (1/N) sum_i mean_samples || (z_N - z_0) - v(z_i, t_i) ||^2 (squared norm
     summed over features). Zero exactly when every path is a straight line at constant speed.
     """
-    zs, vs = _euler_path(model, z0, steps)
-    chord = zs[-1] - zs[0]
-    dev = (chord.unsqueeze(0) - torch.stack(vs)).pow(2).flatten(2).sum(-1)  # (steps, n)
+    path = euler_sample(model, z0, steps=steps, return_trajectory=True).trajectory  # (steps + 1, n, ...)
+    velocity = (path[1:] - path[:-1]) * steps  # the v(z_i, t_i) Euler stepped with
+    dev = (path[-1] - path[0] - velocity).pow(2).flatten(2).sum(-1)  # (steps, n)
     return dev.mean().item()
 
 
