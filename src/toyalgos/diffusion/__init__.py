@@ -28,7 +28,14 @@ from .flow import (
     straightness,
     transport_cost,
 )
-from .metrics import mmd_rbf, sliced_wasserstein
+from .metrics import (
+    ModeCoverage,
+    PrecisionRecall,
+    mmd_rbf,
+    mode_coverage,
+    precision_recall,
+    sliced_wasserstein,
+)
 from .mixture import GaussianMixtureDenoiser, gaussian_mixture
 from .plot import plot_trajectories
 from .schedules import NoiseSchedule, q_posterior, q_sample, q_step
@@ -57,7 +64,11 @@ __all__ = [
     "flow_matching_loss",
     "gaussian_mixture",
     "interpolate",
+    "ModeCoverage",
+    "PrecisionRecall",
     "mmd_rbf",
+    "mode_coverage",
+    "precision_recall",
     "plot_trajectories",
     "predict_x0",
     "q_posterior",

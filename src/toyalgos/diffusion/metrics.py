@@ -1,13 +1,17 @@
-"""Sample-quality metrics for generated point clouds: sliced Wasserstein distance and MMD.
+"""Sample-quality metrics for generated point clouds: sliced Wasserstein distance, MMD, mode
+coverage of a mixture, and k-NN precision and recall.
 
-Both compare two samples; neither is zero for two independent samples of the same
+The distances compare two samples; neither is zero for two independent samples of the same
 distribution. That "data-vs-data floor" is the yardstick: a generator is as good as the data
 itself when its distance to held-out data is near the distance between two data samples.
+Distances average over the whole cloud, so they can score a ring as close to eight clusters;
+``mode_coverage`` and ``precision_recall`` see the modes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -77,7 +81,10 @@ def mmd_rbf(
     k(a, b) = exp(-||a - b||^2 / (2 h^2)), summed over the given bandwidths h. With
     ``bandwidth=None``, h is the median pairwise distance of the pooled sample (the median
     heuristic), computed on at most the first 1000 points of each sample to keep it cheap.
-    The unbiased estimate can be slightly negative when x and y share a law.
+    The unbiased estimate can be slightly negative when x and y share a law. The median
+    heuristic sets h to the scale of the whole cloud, where it cannot see modes: on eight
+    Gaussians of std 0.1 on a circle of radius 2, a uniform ring scores like the data (both about
+    0); at h = 0.3, the modes' scale, the ring scores 0.05 against the data's 0.0002.
     """
     _check_samples(x, y)
     x, y = x.float(), y.to(x.device).float()
@@ -97,3 +104,81 @@ def mmd_rbf(
         total = total + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
         total = total - 2 * kxy.mean()
     return total
+
+
+class ModeCoverage(NamedTuple):
+    """What ``mode_coverage`` returns.
+
+    ``within``: share of samples within k std of some component's mean; ``tv``: total-variation
+    distance between the components' shares of those samples and the weights; ``shares``: the
+    shares, shape ``(K,)``.
+    """
+
+    within: float
+    tv: float
+    shares: torch.Tensor
+
+
+def mode_coverage(
+    samples: torch.Tensor,
+    means: torch.Tensor,
+    std: float,
+    k: float = 3.0,
+    weights: torch.Tensor | None = None,
+) -> ModeCoverage:
+    """How well samples cover the modes of a Gaussian mixture with known means and one ``std``.
+
+    A sample is near a mode when its distance to the nearest mean is at most ``k * std``; it then
+    counts for that mode. Exact samples of an isotropic 2-D mixture are near a mode with
+    probability 1 - exp(-k^2 / 2) (0.989 for k = 3); a ring through the modes, or one wide
+    Gaussian with the mixture's mean and covariance, fall far below. A model that drops a mode
+    keeps ``within`` but moves the shares: TV = 0.5 sum_j |share_j - w_j| is 1/8 for one of eight
+    equal modes missing.
+    """
+    check_tensor(samples, "samples", dim=2, dtype="float")
+    check_tensor(means, "means", dim=2, dtype="float")
+    check_number(std, "std", 0, low_open=True)
+    check_number(k, "k", 0, low_open=True)
+    w = torch.full((len(means),), 1 / len(means)) if weights is None else weights / weights.sum()
+    dist, nearest = torch.cdist(samples.float(), means.to(samples).float()).min(dim=1)  # (n,)
+    near = dist <= k * std
+    counts = torch.bincount(nearest[near], minlength=len(means)).double()
+    shares = counts / counts.sum().clamp(min=1)
+    tv = 0.5 * (shares - w.double()).abs().sum().item()
+    return ModeCoverage(near.double().mean().item(), tv, shares.float())
+
+
+class PrecisionRecall(NamedTuple):
+    """What ``precision_recall`` returns: both shares lie in [0, 1]."""
+
+    precision: float
+    recall: float
+
+
+def _knn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point of ``x`` to its k-th nearest other point of ``x``."""
+    return torch.cdist(x, x).kthvalue(k + 1, dim=1).values  # the 1st nearest is the point itself
+
+
+def _covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """Share of ``points`` inside at least one ball (centre, radius)."""
+    return (torch.cdist(points, centres) <= radii).any(dim=1).double().mean()
+
+
+def precision_recall(samples: torch.Tensor, data: torch.Tensor, k: int = 3) -> PrecisionRecall:
+    """Improved precision and recall (Kynkaanniemi et al. 2019, Eq. 1-2) with k-NN balls.
+
+    Each set's manifold is the union of balls around its points, of radius the distance to the
+    point's k-th nearest neighbour in the same set. Precision: the share of ``samples`` inside
+    the data's manifold (are samples realistic?). Recall: the share of ``data`` inside the
+    samples' manifold (is every part of the data produced?). A dropped mode lowers recall; a
+    ring between the modes lowers precision.
+    """
+    _check_samples(samples, data)
+    check_positive_int(k, "k")
+    if k >= min(len(samples), len(data)):
+        raise ValueError(f"k must be smaller than both sample sizes, got k={k}")
+    x, y = samples.float(), data.to(samples.device).float()
+    precision = _covered(x, y, _knn_radius(y, k)).item()
+    recall = _covered(y, x, _knn_radius(x, k)).item()
+    return PrecisionRecall(precision, recall)
