@@ -3,8 +3,9 @@ import random
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from toyalgos.core import get_device, seed_everything
+from toyalgos.core import get_device, model_device, seed_everything
 
 
 def _draws():
@@ -48,3 +49,11 @@ def test_get_device():
             get_device("cuda")
     with pytest.raises(TypeError):
         get_device(3)
+
+
+def test_model_device():
+    assert model_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(nn.ReLU()) == torch.device("cpu")  # no parameters
+    assert model_device(lambda x: x) == torch.device("cpu")  # a plain function
+    if torch.cuda.is_available():
+        assert model_device(nn.Linear(2, 2).cuda()).type == "cuda"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from toyalgos.diffusion._sampling import model_device, start_noise
+from toyalgos.diffusion._sampling import start_noise
 from toyalgos.nn import TimeMLP
 
 
@@ -14,7 +14,6 @@ def test_start_noise():
     assert torch.equal(x, torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))
     x_T = torch.ones(3, 2)
     assert torch.equal(start_noise(model, (3, 2), x_T), x_T)
-    assert model_device(model) == torch.device("cpu") and model_device(lambda x, t: x) == torch.device("cpu")
     with pytest.raises(ValueError, match="batch dimension"):
         start_noise(model, ())
     with pytest.raises(ValueError, match=r"shape has per-sample shape \(3,\), the model expects \(2,\)"):

@@ -6,7 +6,7 @@ from .modes import evaluating
 from .plot import image_grid, plot_losses, scatter2d, set_style, smooth, subplots
 from .results import History, Loss, Samples
 from .rng import numpy_rng
-from .seed import get_device, seed_everything
+from .seed import get_device, model_device, seed_everything
 from .source import SourceCode, show_source
 from .train import lr_factor, make_optimizer, train
 
@@ -21,6 +21,7 @@ __all__ = [
     "image_grid",
     "lr_factor",
     "make_optimizer",
+    "model_device",
     "numpy_rng",
     "plot_losses",
     "scatter2d",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
@@ -45,3 +47,9 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available")
     return resolved
+
+
+def model_device(model: Callable) -> torch.device:
+    """The device of ``model``'s first parameter; CPU for a parameter-free module or a plain function."""
+    param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    return param.device if param is not None else torch.device("cpu")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..core import Loss, evaluating
+from ..core import Loss, evaluating, model_device
 from ..core.checks import check_number, check_positive_int, check_tensor
 from ..nn import ConvBackbone
 from .boxes import box_iou_elementwise, nms
@@ -253,7 +253,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 250) ->
     """
     check_tensor(images, "images", dim=4, dtype="float")
     check_positive_int(batch_size, "batch_size")
-    device = next(model.parameters()).device
+    device = model_device(model)
     with evaluating(model):
         return torch.cat([model(x.to(device)).to(images.device) for x in images.split(batch_size)])
 

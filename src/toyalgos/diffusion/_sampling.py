@@ -9,17 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
 
+from toyalgos.core import model_device
 from toyalgos.core.checks import check_generator
 
 from .checks import check_data_shape
-
-
-def model_device(model: Callable) -> torch.device:
-    """The device of ``model``'s first parameter; CPU for a parameter-free module or a plain function."""
-    param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
-    return param.device if param is not None else torch.device("cpu")
 
 
 def start_noise(
