@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import tomllib
@@ -70,3 +71,35 @@ def test_notebook_is_stored_clean(path: Path):
     assert not errors, f"{path.name}: a stored output is an error: {errors[0].get('ename')}"
     size_mb = path.stat().st_size / 2**20
     assert size_mb < 2.0, f"{path.name}: {size_mb:.1f} MB stored; keep figures small (dpi about 80)"
+
+
+def _public_namespace() -> dict:
+    """Every public name of every family, as a notebook imports them."""
+    names = {}
+    for family in ("core", "nn", "diffusion", "lm", "detection", "recsys"):
+        module = importlib.import_module(f"toyalgos.{family}")
+        names.update({n: getattr(module, n) for n in module.__all__})
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_source_is_the_library_source(path: Path):
+    """``show_source`` promises that the code shown is the code run: a stored listing that no
+    longer matches the library (a later edit, shifted line numbers) means rerun the notebook."""
+    from toyalgos.core import show_source
+
+    names = _public_namespace()
+    stale = []
+    for cell in json.loads(path.read_text())["cells"]:
+        match = re.search(r"show_source\(([\w.]+)\)", "".join(cell["source"]))
+        if cell["cell_type"] != "code" or not match:
+            continue
+        shown = [
+            "".join(o["data"]["text/markdown"])
+            for o in cell["outputs"]
+            if "text/markdown" in o.get("data", {})
+        ]
+        current = show_source(eval(match.group(1), {}, names))._repr_markdown_()  # a dotted public name
+        if shown != [current]:
+            stale.append(match.group(1))
+    assert not stale, f"{path.name}: rerun it; the stored source of {stale} differs from the library's"
