@@ -496,3 +496,64 @@ def test_every_module_postpones_annotations():
         and any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in tree.body)
     ]
     assert not missing, f"add 'from __future__ import annotations' to {missing}"
+
+
+# --- Claims -------------------------------------------------------------------------------
+
+ROOT = SRC.parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CLAIM_MODULES = [m for m in MODULES if m.__name__.endswith(".claims") and _family(m.__name__) != "core"]
+CLAIM_FUNCTIONS = {
+    name: f
+    for m in CLAIM_MODULES
+    for name, f in vars(m).items()
+    if inspect.isfunction(f) and f.__module__ == m.__name__ and not name.startswith("_")
+}
+TEST_NAMES = {
+    node.name
+    for path in (ROOT / "tests").rglob("test_*.py")
+    for node in ast.walk(ast.parse(path.read_text()))
+    if isinstance(node, ast.FunctionDef)
+}
+
+
+def _notebook_code(path: Path) -> ast.Module:
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    lines = [
+        line
+        for c in cells
+        if c["cell_type"] == "code"
+        for line in "".join(c["source"]).splitlines()
+        if not line.lstrip().startswith(("%", "!"))
+    ]
+    return ast.parse("\n".join(lines))
+
+
+def test_claim_functions_return_a_claim_and_have_a_known_bad_test():
+    """Claims: every claim function returns a ``Claim`` and a test named
+    ``test_<function>_fails_...`` feeds it a known-bad case (a ring, a model scaled by 1.5, ...)."""
+    assert CLAIM_FUNCTIONS, "no claim modules found"
+    wrong_type = [n for n, f in CLAIM_FUNCTIONS.items() if _return_annotation(f) != "Claim"]
+    assert not wrong_type, f"claim functions must return Claim: {wrong_type}"
+    untested = [n for n in CLAIM_FUNCTIONS if not any(t.startswith(f"test_{n}_fails") for t in TEST_NAMES)]
+    assert not untested, f"write a test_<name>_fails_on_<bad case> for {untested}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_assert_only_through_claim_functions(path):
+    """Claims: a notebook checks its claims with its family's claim functions and
+    ``verify_claims``; no bare ``assert`` and no hand-made ``at_least``/``at_most``/``Claim``."""
+    tree = _notebook_code(path)
+    asserts = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    assert not asserts, f"{path.name}: bare assert on code lines {asserts}; use a claim function"
+    called = {
+        n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))
+    }
+    assert "verify_claims" in called, f"{path.name} never calls verify_claims"
+    handmade = called & {"at_least", "at_most", "Claim"}
+    assert not handmade, f"{path.name} builds claims by hand ({handmade}); add a claim function with a test"
+    assert called & set(CLAIM_FUNCTIONS), f"{path.name} calls no claim function"

@@ -1,20 +1,24 @@
-"""Cross-cutting helpers: seeding, randomness, result types, checks, modes, the training loop,
+"""Cross-cutting helpers: seeding, randomness, result types, checks, claims, modes, the training loop,
 plotting and ``show_source``."""
 
 from . import checks
+from .claims import Claim, at_least, at_most, verify_claims
 from .modes import evaluating
 from .plot import image_grid, plot_losses, scatter2d, set_style, smooth, subplots
 from .results import History, Loss, Samples
 from .rng import numpy_rng
 from .seed import get_device, model_device, seed_everything
 from .source import SourceCode, show_source
-from .train import lr_factor, make_optimizer, train
+from .train import lr_factor, make_optimizer, progress_bar, train
 
 __all__ = [
+    "Claim",
     "History",
     "Loss",
     "Samples",
     "SourceCode",
+    "at_least",
+    "at_most",
     "checks",
     "evaluating",
     "get_device",
@@ -24,6 +28,7 @@ __all__ = [
     "model_device",
     "numpy_rng",
     "plot_losses",
+    "progress_bar",
     "scatter2d",
     "seed_everything",
     "set_style",
@@ -31,4 +36,5 @@ __all__ = [
     "smooth",
     "subplots",
     "train",
+    "verify_claims",
 ]

@@ -10,13 +10,14 @@ about it. Every loss in the library has this contract; bind its options with
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from .checks import check_choice, check_generator, check_number, check_positive_int
 from .results import History, Loss
@@ -29,6 +30,18 @@ _OPTIMIZERS = {
     "adamw": torch.optim.AdamW,
     "sgd": torch.optim.SGD,
 }
+
+
+def progress_bar(iterable: Iterable[Any], *, desc: str | None = None, enabled: bool = True) -> Iterable[Any]:
+    """A text progress bar on stderr that stays at its final state (``100% ...``) when done.
+
+    Plain text rather than a notebook widget, so that a notebook stored with its outputs shows
+    how long each loop took, not a widget's first frame. At most one refresh a second: a
+    notebook kernel queues every refresh as a message.
+    """
+    if not enabled:
+        return iterable
+    return tqdm(iterable, desc=desc, file=sys.stderr, leave=True, mininterval=1.0, ncols=88)
 
 
 def make_optimizer(
@@ -156,9 +169,7 @@ def train(
     losses = np.empty(steps)
     terms: dict[str, np.ndarray] = {}
     model.train()
-    # At most one refresh a second: a notebook kernel queues every refresh as a message, and
-    # a client that reads them only after the cell can lose the overflow (and the cell's end).
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = progress_bar(range(steps), desc=desc, enabled=progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr * lr_factor(step, steps, lr_schedule, warmup)
@@ -182,7 +193,7 @@ def train(
         if isinstance(out, Loss):
             for name, value in out.terms.items():
                 terms.setdefault(name, np.empty(steps))[step] = value.item()
-        if progress and (step % max(1, steps // 50) == 0 or step == steps - 1):
+        if isinstance(bar, tqdm) and (step % max(1, steps // 50) == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{losses[max(0, step - 49) : step + 1].mean():.4f}", refresh=False)
     if ema is not None:
         with torch.no_grad():

@@ -6,7 +6,7 @@ Every sampler returns ``toyalgos.core.Samples(x, nfe, trajectory)``; every loss 
 first and is bound for ``toyalgos.core.train`` with ``functools.partial``.
 """
 
-from . import data
+from . import claims, data
 from .ddpm import ddim_sample, ddim_step, ddim_timesteps, ddpm_loss, ddpm_sample, ddpm_step, predict_x0
 from .edm import (
     EDM,
@@ -50,6 +50,7 @@ __all__ = [
     "Formulation",
     "GaussianMixtureDenoiser",
     "NoiseSchedule",
+    "claims",
     "data",
     "ddim_sample",
     "ddim_step",

@@ -13,7 +13,7 @@ import torch
 from toyalgos.core import model_device
 from toyalgos.core.checks import check_generator
 
-from .checks import check_data_shape
+from ._checks import check_data_shape
 
 
 def start_noise(

@@ -19,6 +19,7 @@ from .mixture import gaussian_mixture
 
 __all__ = [
     "DATASETS_2D",
+    "eight_gaussian_means",
     "eight_gaussians",
     "gaussian_mixture",
     "load_digits",
@@ -28,13 +29,17 @@ __all__ = [
 ]
 
 
+def eight_gaussian_means(radius: float = 2.0) -> torch.Tensor:
+    """The eight modes of ``eight_gaussians``: evenly spaced on a circle, shape ``(8, 2)``."""
+    angles = torch.arange(8) * (2 * math.pi / 8)
+    return radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
 def eight_gaussians(
     n: int, radius: float = 2.0, std: float = 0.1, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Eight equal Gaussians on a circle of ``radius``: the classic multimodal 2-D test."""
-    angles = torch.arange(8) * (2 * math.pi / 8)
-    means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
-    return gaussian_mixture(n, means, std, generator=generator)
+    return gaussian_mixture(n, eight_gaussian_means(radius), std, generator=generator)
 
 
 def two_moons(n: int, noise: float = 0.05, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -19,13 +19,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from toyalgos.core import Samples, evaluating
+from toyalgos.core import Samples, evaluating, progress_bar
 from toyalgos.core.checks import check_choice, check_generator, check_number, check_positive_int
 
+from ._checks import check_data_shape
 from ._sampling import start_noise
-from .checks import check_data_shape
 from .schedules import NoiseSchedule, check_schedule, q_posterior, q_sample
 
 VARIANCES = ("beta", "beta_tilde")
@@ -167,7 +166,7 @@ def ddpm_sample(
     x = start_noise(model, shape, x_T, generator=generator)
     states = [x.cpu()]
     with evaluating(model):
-        for t in tqdm(range(schedule.T - 1, -1, -1), disable=not progress, leave=False):
+        for t in progress_bar(range(schedule.T - 1, -1, -1), desc="sampling", enabled=progress):
             noise = torch.randn(x.shape, generator=generator).to(x.device) if t > 0 else None
             x = ddpm_step(schedule, x, t, model(x, _timesteps(t, x)), noise, variance, clip_x0)
             if return_trajectory:

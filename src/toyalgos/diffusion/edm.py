@@ -30,8 +30,8 @@ from torch import nn
 from toyalgos.core import Samples, evaluating
 from toyalgos.core.checks import check_choice, check_generator, check_number, check_positive_int
 
+from ._checks import check_data_shape, check_sigma
 from ._sampling import start_noise
-from .checks import check_data_shape, check_sigma
 
 SOLVERS = ("euler", "heun")
 

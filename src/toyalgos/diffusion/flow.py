@@ -25,7 +25,7 @@ from torch import nn
 from toyalgos.core import Samples, evaluating
 from toyalgos.core.checks import check_generator, check_positive_int
 
-from .checks import check_data_shape, check_same_shape
+from ._checks import check_data_shape, check_same_shape
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -13,7 +13,7 @@ import torch
 
 from toyalgos.core.checks import check_generator, check_positive_int
 
-from .checks import check_sigma
+from ._checks import check_sigma
 
 
 def _mixture_params(
