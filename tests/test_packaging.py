@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 import tomllib
@@ -62,13 +63,20 @@ def test_notebook_is_stored_clean(path: Path):
     )
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: expected one code cell tagged 'parameters', found {len(tagged)}"
-    assert any(re.search(r"^\s*assert\b", s, re.M) for s in src), f"{path.name}: no assert checks a claim"
+    assert any("verify_claims(" in s for s in src), f"{path.name}: no verify_claims checks a claim"
     counts = [c.get("execution_count") for c in code]
     assert counts == list(range(1, len(code) + 1)), (
         f"{path.name}: store it fully executed from a fresh kernel, in order (counts {counts})"
     )
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name}: a stored output is an error: {errors[0].get('ename')}"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widgets, f"{path.name}: a widget is stored; its saved text is its first frame"
+    streams = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
+    assert "\r" not in streams, f"{path.name}: store progress bars settled (scripts/run_notebook.py)"
+    unfinished = re.findall(r"^.*\b\d{1,2}%\|.*$", streams, re.M)
+    assert not unfinished, f"{path.name}: a progress bar is stored unfinished: {unfinished[0]!r}"
     size_mb = path.stat().st_size / 2**20
     assert size_mb < 2.0, f"{path.name}: {size_mb:.1f} MB stored; keep figures small (dpi about 80)"
 
@@ -103,3 +111,26 @@ def test_stored_source_is_the_library_source(path: Path):
         if shown != [current]:
             stale.append(match.group(1))
     assert not stale, f"{path.name}: rerun it; the stored source of {stale} differs from the library's"
+
+
+def _run_notebook_script():
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "scripts" / "run_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_notebook_stores_what_a_terminal_shows():
+    script = _run_notebook_script()
+    bar = "\r  0%|   | 0/9\r 50%|#  | 4/9\r100%|###| 9/9"
+    assert script.settle(bar + "\ndone\n") == "100%|###| 9/9\ndone\n"
+    outputs = [
+        {"output_type": "stream", "name": "stderr", "text": "\r  0%|"},
+        {"output_type": "stream", "name": "stderr", "text": "\r100%|"},
+        {"output_type": "stream", "name": "stdout", "text": "x\n"},
+        {"output_type": "stream", "name": "stderr", "text": "\n"},
+    ]
+    assert script.coalesce(outputs) == [
+        {"output_type": "stream", "name": "stderr", "text": "100%|"},
+        {"output_type": "stream", "name": "stdout", "text": "x\n"},
+    ]
