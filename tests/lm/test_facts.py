@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from toyalgos.lm import CharTokenizer, fact_sequences, reversal_pairs
+from toyalgos.lm import CharTokenizer, candidate_facts, fact_sequences, reversal_pairs
 
 
 def gen(seed):
@@ -37,3 +37,19 @@ def test_reversal_bad_input():
         fact_sequences([("AB", "k"), ("A", "l")], CharTokenizer("ABkl"))
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
         reversal_pairs(5, generator=0)
+
+
+def test_candidate_facts_put_every_name_in_every_fact():
+    tok = CharTokenizer("ABCDEFGHIJklmnopqrst")
+    pairs = reversal_pairs(5, generator=torch.Generator().manual_seed(0))
+    facts = fact_sequences(pairs, tok)
+    first = slice(1, 4)
+    cand = candidate_facts(facts, first)
+    assert cand.shape == (5, 5, facts.shape[1])
+    assert torch.equal(cand.diagonal().T, facts)  # [i, i] is the fact itself
+    for i in range(5):
+        for j in range(5):
+            a, b = tok.decode(cand[i, j]).split(">")
+            assert (a, b) == (pairs[j][0], pairs[i][1])  # fact i's B with fact j's A
+    with pytest.raises(TypeError):
+        candidate_facts(facts.tolist(), first)

@@ -5,10 +5,10 @@ known entropy (``MarkovSource``) and its Bayes-optimal predictor (``MarkovOracle
 the reversal-curse facts. The network is ``toyalgos.nn.Transformer`` (``causal=True`` or
 ``False`` in its config). ``autoregressive`` and ``diffusion.masked`` hold the objectives,
 likelihoods and samplers; ``checks`` the token-batch check and ``sampling`` the Gumbel-max
-draw they share.
+draw they share; ``claims`` the notebooks' claims, each measured against a stated bound.
 """
 
-from . import diffusion
+from . import claims, diffusion
 from .autoregressive import ar_generate, ar_loss, ar_nll
 from .checks import check_tokens
 from .diffusion import (
@@ -23,7 +23,7 @@ from .diffusion import (
     num_transfer_tokens,
     unmasking_steps,
 )
-from .facts import fact_sequences, reversal_pairs
+from .facts import candidate_facts, fact_sequences, reversal_pairs
 from .markov import MarkovOracle, MarkovSource
 from .sampling import gumbel_argmax
 from .tokenizer import CharTokenizer, add_bos
@@ -34,10 +34,12 @@ __all__ = [
     "MarkovSource",
     "MaskedBatch",
     "add_bos",
+    "candidate_facts",
     "ar_generate",
     "ar_loss",
     "ar_nll",
     "check_tokens",
+    "claims",
     "diffusion",
     "fact_sequences",
     "forward_mask",

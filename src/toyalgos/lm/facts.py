@@ -2,7 +2,8 @@
 
 ``reversal_pairs`` draws a fixed random bijection between names written with two disjoint
 alphabets; ``fact_sequences`` lays each fact out as ``<bos> A <sep> B <eos>`` (or B first), so
-a model trained on one direction can be queried in the other (Berglund et al. 2023).
+a model trained on one direction can be queried in the other (Berglund et al. 2023);
+``candidate_facts`` writes every name into every fact, to answer a query by ranking.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from toyalgos.core.checks import check_generator, check_positive_int
 
+from .checks import check_tokens
 from .tokenizer import CharTokenizer
 
 
@@ -78,3 +80,19 @@ def fact_sequences(
         ],
         dim=1,
     )
+
+
+def candidate_facts(facts: torch.Tensor, positions: slice) -> torch.Tensor:
+    """Every fact with every fact's name at ``positions``, shape ``(n, n, L)``.
+
+    Entry ``[i, j]`` is fact ``i`` with the tokens of fact ``j`` at ``positions`` (one name):
+    the n candidate answers to query ``i``, the right one at ``j = i``. Scoring all of them
+    with a model's likelihood and keeping the most likely answers a query by ranking, e.g.
+    ``<bos> A_j <sep> B_i <eos>``: argmax_j p(A_j, B_i) = argmax_j p(A_j | B_i), Bayes' rule
+    inverting the model's p(B | A).
+    """
+    facts = check_tokens(facts, "facts", min_length=1)
+    n = len(facts)
+    out = facts[:, None].repeat(1, n, 1)  # (n, n, L): [i, j] = fact i ...
+    out[:, :, positions] = facts[None, :, positions].expand(n, -1, -1)  # ... with fact j's name
+    return out

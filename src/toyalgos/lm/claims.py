@@ -1,0 +1,127 @@
+"""The language-model notebooks' claims, each measured from raw results and a stated bound.
+
+Likelihoods are judged against the source's exact entropy (``MarkovSource``): a model's NLL,
+or the diffusion model's bound on it, close to the entropy and to the autoregressive NLL, yet
+not significantly below the entropy, which no true likelihood can be. Samples are judged by
+the share the source could have emitted (``MarkovSource.is_valid``). Answers to queries about
+facts are judged by exact match. An untrained model, a pseudo-likelihood, two equal samplers
+and answers drawn at random each fail the claim they are meant to fail.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from toyalgos.core.claims import Claim, at_least, at_most
+
+from .markov import MarkovSource
+
+
+def _mean(x: torch.Tensor | float) -> float:
+    return torch.as_tensor(x, dtype=torch.float64).mean().item()
+
+
+def bound_close_to_ar_nll(
+    mdm_bound: torch.Tensor | float, ar_nll: torch.Tensor | float, *, bound: float = 1.15
+) -> Claim:
+    """Diffusion NLL bound (LLaDA Eq. 6) over the autoregressive model's exact NLL: at most ``bound``.
+
+    Both are per token on the same held-out sequences (per-sequence values, or their means).
+    An untrained mask predictor's bound is about log V / NLL, near 3 on the Markov source.
+    """
+    ratio = _mean(mdm_bound) / _mean(ar_nll)
+    return at_most("diffusion NLL bound / AR NLL", ratio, bound)
+
+
+def nll_close_to_entropy(
+    nll: torch.Tensor | float, entropy: float, *, bound: float = 1.25, model: str = "model"
+) -> Claim:
+    """Held-out NLL per token (or a bound on it) over the entropy per token: at most ``bound``.
+
+    The entropy H(X_1:L) / L is the lowest NLL any model can reach; a uniform guess over K
+    letters scores log K / (H / L).
+    """
+    return at_most(f"{model} NLL / entropy per token", _mean(nll) / entropy, bound)
+
+
+def nll_not_below_entropy(
+    nll: torch.Tensor, entropy: float, *, bound: float = -3.0, model: str = "model"
+) -> Claim:
+    """Nothing beats the source: the mean NLL is at least ``bound`` standard errors above the entropy.
+
+    ``nll`` holds one value per held-out sequence, so the Monte Carlo and sampling noise is
+    measured: z = (mean - H / L) / s.e. A true NLL, or an upper bound on it, has E[z] >= 0. A
+    pseudo-likelihood (each token predicted from all the others, even by the Bayes-optimal
+    predictor) undercuts the entropy by many standard errors and fails.
+    """
+    nll = torch.as_tensor(nll, dtype=torch.float64).reshape(-1)
+    if len(nll) < 2:
+        raise ValueError(
+            f"nll needs one value per sequence (at least 2) for a standard error, got {len(nll)}"
+        )
+    se = nll.std() / len(nll) ** 0.5
+    z = ((nll.mean() - entropy) / se.clamp(min=1e-12)).item()
+    return at_least(f"{model} NLL above the entropy, in standard errors", z, bound)
+
+
+def _valid_share(samples: torch.Tensor, source: MarkovSource) -> float:
+    """The share of rows of ``samples`` ``(N, L)`` that the source can emit."""
+    return source.is_valid(samples).double().mean().item()
+
+
+def more_valid_samples(
+    samples: torch.Tensor,
+    baseline: torch.Tensor,
+    source: MarkovSource,
+    *,
+    bound: float = 0.1,
+    label: str = "sampler vs baseline",
+) -> Claim:
+    """Valid samples of one sampler minus those of a baseline, as shares: at least ``bound``.
+
+    Both are token tensors ``(N, L)`` judged by the true source (no forbidden transition, no
+    special token). Two equally good samplers score 0.
+    """
+    gain = _valid_share(samples, source) - _valid_share(baseline, source)
+    return at_least(f"more valid samples, {label}", gain, bound)
+
+
+def left_to_right_share(order: torch.Tensor, *, bound: float = 0.5) -> Claim:
+    """Share of a sampler's steps that unmask the leftmost masked token: at least ``bound``.
+
+    ``order`` ``(N, L)`` is the step at which each token was unmasked (``unmasking_steps``;
+    -1 for the prompt), one token per step. A left-to-right decoder scores 1; random
+    remasking of n masks picks the leftmost with probability 1/n, about (1/n summed over
+    n = 1..L) / L in all, 0.26 for 12 tokens.
+    """
+    order = torch.as_tensor(order)
+    gen = order[:, (order >= 0).all(0)]  # (N, G) the generated positions' steps
+    if (gen.sort(dim=1).values != torch.arange(gen.shape[1])).any():
+        raise ValueError("order must unmask one generated token per step (steps 0..G-1 in each row)")
+    position = gen.argsort(dim=1)  # (N, G) the position unmasked at each step
+    leftmost = position.flip(1).cummin(dim=1).values.flip(1)  # the leftmost mask left at each step
+    return at_least(
+        "share of steps that unmask the leftmost mask", (position == leftmost).double().mean().item(), bound
+    )
+
+
+def exact_answers(
+    answers: torch.Tensor, truth: torch.Tensor, *, bound: float = 0.9, query: str = "queries"
+) -> Claim:
+    """Share of answers ``(N, L)`` equal to the truth at every position: at least ``bound``.
+
+    Answers drawn at random among the names, or the partners of other facts, score about 1/N.
+    """
+    hit = (torch.as_tensor(answers) == torch.as_tensor(truth)).all(1).double().mean().item()
+    return at_least(f"exact answers, {query}", hit, bound)
+
+
+def few_exact_answers(
+    answers: torch.Tensor, truth: torch.Tensor, *, bound: float = 0.1, query: str = "queries"
+) -> Claim:
+    """Share of answers equal to the truth: at most ``bound`` (near chance, the curse).
+
+    A model that does answer, e.g. the truth itself, fails.
+    """
+    hit = (torch.as_tensor(answers) == torch.as_tensor(truth)).all(1).double().mean().item()
+    return at_most(f"exact answers, {query}", hit, bound)
