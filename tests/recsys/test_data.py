@@ -336,3 +336,25 @@ def test_pairwise_terms_have_the_std_interaction_scale(full):
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- what is per user, and the position bias ------------------------------------------------------
+
+
+def test_user_activity_is_the_users_own(full):
+    log, model = full
+    assert torch.equal(log.dense[:, 1], model.user_activity[log.column("user")])
+    assert model.user_activity.shape == (100,) and model.user_activity.std() > 0.5
+    # Standardised over impressions: users weighted by their frequency.
+    w = model.freq["user"]
+    a = model.user_activity.double()
+    assert (w * a).sum().item() == pytest.approx(0.0, abs=1e-6)
+    assert (w * a**2).sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_observed_ctr_falls_with_the_position(seed):
+    log = make_click_log(100_000, generator=_gen(seed), splits=(1.0, 0.0, 0.0))[0]
+    pos = log.column("position")
+    rates = [log.true_ctr[pos == p].mean().item() for p in range(4)]
+    assert all(a > 1.1 * b for a, b in zip(rates, rates[1:], strict=False)), rates

@@ -303,3 +303,25 @@ def test_non_numeric_input_raises_type_error():
         auc(["no", "yes"], [0.1, 0.2])
     with pytest.raises(TypeError, match="y_score must be numeric"):
         auc([0, 1], ["a", "b"])
+
+
+# --- expected calibration error ------------------------------------------------------------------
+
+
+def test_expected_calibration_error_by_hand_and_known_cases():
+    from toyalgos.recsys import expected_calibration_error
+
+    # Two uniform bins: [0, 0.5) holds predictions 0.1, 0.2 (mean 0.15, one click of two: 0.5),
+    # [0.5, 1] holds 0.6, 0.9 (mean 0.75, two of two: 1.0). ECE = 0.5 * 0.35 + 0.5 * 0.25 = 0.3.
+    y, p = [0, 1, 1, 1], [0.1, 0.2, 0.6, 0.9]
+    assert expected_calibration_error(y, p, n_bins=2, strategy="uniform") == pytest.approx(0.3, abs=1e-12)
+    # Labels drawn from p: small; p scaled by 1.5: about half the mean prediction.
+    g = torch.Generator().manual_seed(0)
+    q = 0.05 + 0.15 * torch.rand(200_000, generator=g, dtype=torch.float64)
+    labels = torch.bernoulli(q, generator=g)
+    assert expected_calibration_error(labels, q) < 0.003
+    assert expected_calibration_error(labels, 1.5 * q) == pytest.approx(0.5 * q.mean().item(), rel=0.05)
+    # Errors in opposite directions do not cancel, as they do in the calibration ratio.
+    tilted = q.mean() + 1.5 * (q - q.mean())  # too low below the mean, too high above it
+    assert abs(calibration_ratio(labels, tilted) - 1) < 0.02
+    assert expected_calibration_error(labels, tilted) > 0.01

@@ -1,5 +1,6 @@
 """Object detection: boxes, NMS, mAP, synthetic shapes and a YOLO v1 grid detector."""
 
+from . import claims
 from .boxes import (
     BOX_FORMATS,
     box_area,
@@ -12,7 +13,7 @@ from .boxes import (
     normalize_boxes,
 )
 from .data import CLASSES, Shapes, hflip, make_shapes
-from .metrics import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mean_average_precision
+from .metrics import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mean_average_precision, recall_at_iou
 from .plot import class_legend, draw_boxes, draw_grid, show_image
 from .yolo import (
     YOLOv1,
@@ -38,6 +39,7 @@ __all__ = [
     "box_iou_elementwise",
     "cell_boxes",
     "check_xyxy",
+    "claims",
     "class_legend",
     "decode",
     "denormalize_boxes",
@@ -51,6 +53,7 @@ __all__ = [
     "nms",
     "normalize_boxes",
     "predict",
+    "recall_at_iou",
     "show_image",
     "yolo_loss",
     "yolo_loss_terms",

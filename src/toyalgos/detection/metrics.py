@@ -405,3 +405,16 @@ def mean_average_precision(
     if extended_summary:
         result |= {"precision": precision, "scores": score_at, "recall": recall[:, :, -1]}
     return result
+
+
+def recall_at_iou(
+    preds: Sequence[Mapping[str, torch.Tensor]],
+    targets: Sequence[Mapping[str, torch.Tensor]],
+    iou_threshold: float = 0.5,
+) -> float:
+    """Share of all ground-truth objects matched one-to-one (as in COCO) by a detection of their
+    class with IoU >= ``iou_threshold``, pooled over classes."""
+    r = mean_average_precision(preds, targets, iou_thresholds=[iou_threshold], extended_summary=True)
+    labels = torch.cat([t["labels"] for t in targets])
+    n = torch.stack([(labels == c).sum() for c in r["classes"]]).double()
+    return float((r["recall"][0].clamp(min=0) * n).sum() / n.sum())

@@ -1,5 +1,7 @@
 """Recommendation and ads ranking: synthetic click logs, CTR models and their metrics."""
 
+from . import claims
+from .auction import AuctionOutcome, second_price_auction
 from .ctr import (
     FFM,
     FM,
@@ -20,6 +22,7 @@ from .metrics import (
     ReliabilityCurve,
     auc,
     calibration_ratio,
+    expected_calibration_error,
     group_auc,
     log_loss,
     normalized_entropy,
@@ -34,6 +37,7 @@ __all__ = [
     "PAIRS",
     "SPARSE_FIELDS",
     "ClickLog",
+    "AuctionOutcome",
     "ClickModel",
     "CrossNetV2",
     "DCNv2",
@@ -44,7 +48,9 @@ __all__ = [
     "auc",
     "bce_loss",
     "calibration_ratio",
+    "expected_calibration_error",
     "check_dense",
+    "claims",
     "fm_pairwise",
     "group_auc",
     "log_loss",
@@ -53,4 +59,5 @@ __all__ = [
     "normalized_entropy",
     "predict_ctr",
     "reliability_curve",
+    "second_price_auction",
 ]

@@ -11,7 +11,10 @@ The true logit has the parts CTR models are built to capture:
               + h(dense)                            a non-linear term in the dense features (DNN)
 
 Categorical values are drawn with Zipf-like (power-law) frequencies, as user and item ids
-are in practice; the item's category is a function of the item.
+are in practice; the item's category is a function of the item, and the user's activity (a
+dense feature) is a function of the user. Every other field is drawn per impression,
+independently. Position enters through its own weight only (a position bias, falling with
+the slot), so the observed CTR falls with the slot too.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from toyalgos.core.checks import check_generator, check_int, check_number, check
 
 SPARSE_FIELDS = ("user", "item", "category", "site", "position", "device", "hour")
 DENSE_FIELDS = ("log_price", "user_activity")
-PAIRS = (("user", "category"), ("hour", "category"), ("device", "position"))
+PAIRS = (("user", "category"), ("hour", "category"), ("device", "site"))
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ class ClickModel:
     ``cardinalities`` maps each field of ``SPARSE_FIELDS`` to its number of values (the
     category field's size is ``n_categories``). ``interaction_scale`` sets the std of the
     pairwise terms, ``nonlinear_scale`` that of h(dense); ``bias`` sets the base CTR. The
-    truth's random parameters (each item's category, the first-order weights, then the latent
-    tables) are drawn from ``generator`` in that order.
+    truth's random parameters (each item's category, the first-order weights, the latent
+    tables, then each user's activity) are drawn from ``generator`` in that order.
     """
 
     def __init__(
@@ -129,11 +132,18 @@ class ClickModel:
             pair: tuple(scale * torch.randn(self.cardinalities[f], latent_dim, generator=g) for f in pair)
             for pair in PAIRS
         }
+        # Each user's activity, standardised over impressions (users weighted by their frequency).
+        a = torch.randn(n_users, generator=g, dtype=torch.float64)
+        a = a - (self.freq["user"] * a).sum()
+        self.user_activity = (a / (self.freq["user"] * a**2).sum().sqrt()).float()
 
     def sample_features(
         self, n: int, *, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` impressions' categorical values (Zipf-like) and standardised dense features."""
+        """``n`` impressions' categorical values (Zipf-like) and standardised dense features.
+
+        Price is drawn per impression; user activity is the user's own (``user_activity[user]``).
+        """
         check_positive_int(n, "n")
         check_generator(generator)
         cols = {}
@@ -144,7 +154,7 @@ class ClickModel:
         cols["category"] = self.item_category[cols["item"]]
         sparse = torch.stack([cols[f] for f in SPARSE_FIELDS], dim=1)
         log_price = torch.randn(n, generator=generator)
-        activity = torch.randn(n, generator=generator)
+        activity = self.user_activity[cols["user"]]
         return sparse, torch.stack([log_price, activity], dim=1)
 
     def logit(self, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
