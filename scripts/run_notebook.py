@@ -47,6 +47,7 @@ def run(path: Path, timeout: int = 900) -> float:
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     ).execute()
     elapsed = time.perf_counter() - start
+    nb.metadata.pop("widgets", None)  # saved widget state is an old run's, never this one's
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = coalesce(cell.outputs)

@@ -73,6 +73,7 @@ def test_notebook_is_stored_clean(path: Path):
     outputs = [o for c in code for o in c.get("outputs", [])]
     widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert not widgets, f"{path.name}: a widget is stored; its saved text is its first frame"
+    assert "widgets" not in nb.get("metadata", {}), f"{path.name}: stale widget state in its metadata"
     streams = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
     assert "\r" not in streams, f"{path.name}: store progress bars settled (scripts/run_notebook.py)"
     unfinished = re.findall(r"^.*\b\d{1,2}%\|.*$", streams, re.M)
