@@ -78,7 +78,11 @@ def grid_drops_crowded_objects(
     before any training: an object whose cell holds a larger one is never a target.
     """
     drop = _kept_share(*sparse, S, C, image_size) - _kept_share(*crowded, S, C, image_size)
-    return at_least(f"objects kept as targets by the {S}x{S} grid, sparse minus crowded", drop, bound)
+    return at_least(
+        f"objects kept as targets by the {S}x{S} grid (data and grid, no model), sparse minus crowded",
+        drop,
+        bound,
+    )
 
 
 def lost_objects_found_less(found: torch.Tensor, owns_cell: torch.Tensor, *, bound: float = 0.8) -> Claim:
