@@ -19,7 +19,6 @@ from toyalgos.lm import (
 from toyalgos.lm.claims import (
     bound_close_to_ar_nll,
     exact_answers,
-    few_exact_answers,
     left_to_right_share,
     more_valid_samples,
     nll_close_to_entropy,
@@ -148,10 +147,3 @@ def test_exact_answers_fails_on_the_answers_of_other_facts():
     wrong_letter = truth.clone()
     wrong_letter[:, 2] = (wrong_letter[:, 2] + 1) % 10  # two letters of three right is still wrong
     assert exact_answers(wrong_letter, truth).value == 0.0
-
-
-def test_few_exact_answers_fails_when_the_model_answers():
-    truth = torch.randint(0, 10, (40, 3), generator=gen(4))
-    assert few_exact_answers(truth.roll(1, 0), truth).holds
-    claim = few_exact_answers(truth, truth)
-    assert not claim.holds and claim.value == 1.0

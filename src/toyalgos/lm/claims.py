@@ -114,14 +114,3 @@ def exact_answers(
     """
     hit = (torch.as_tensor(answers) == torch.as_tensor(truth)).all(1).double().mean().item()
     return at_least(f"exact answers, {query}", hit, bound)
-
-
-def few_exact_answers(
-    answers: torch.Tensor, truth: torch.Tensor, *, bound: float = 0.1, query: str = "queries"
-) -> Claim:
-    """Share of answers equal to the truth: at most ``bound`` (near chance, the curse).
-
-    A model that does answer, e.g. the truth itself, fails.
-    """
-    hit = (torch.as_tensor(answers) == torch.as_tensor(truth)).all(1).double().mean().item()
-    return at_most(f"exact answers, {query}", hit, bound)
