@@ -31,8 +31,10 @@ from .flow import (
 from .metrics import (
     ModeCoverage,
     PrecisionRecall,
+    convergence_order,
     mmd_rbf,
     mode_coverage,
+    nfe_to_reach,
     precision_recall,
     sliced_wasserstein,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "GaussianMixtureDenoiser",
     "NoiseSchedule",
     "claims",
+    "convergence_order",
     "data",
     "ddim_sample",
     "ddim_step",
@@ -69,6 +72,7 @@ __all__ = [
     "PrecisionRecall",
     "mmd_rbf",
     "mode_coverage",
+    "nfe_to_reach",
     "precision_recall",
     "plot_trajectories",
     "predict_x0",

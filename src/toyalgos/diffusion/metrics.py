@@ -5,11 +5,13 @@ The distances compare two samples; neither is zero for two independent samples o
 distribution. That "data-vs-data floor" is the yardstick: a generator is as good as the data
 itself when its distance to held-out data is near the distance between two data samples.
 Distances average over the whole cloud, so they can score a ring as close to eight clusters;
-``mode_coverage`` and ``precision_recall`` see the modes.
+``mode_coverage`` and ``precision_recall`` see the modes. For ODE samplers, ``convergence_order``
+and ``nfe_to_reach`` read an error-vs-NFE curve.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -182,3 +184,52 @@ def precision_recall(samples: torch.Tensor, data: torch.Tensor, k: int = 3) -> P
     precision = _covered(x, y, _knn_radius(y, k)).item()
     recall = _covered(y, x, _knn_radius(x, k)).item()
     return PrecisionRecall(precision, recall)
+
+
+# --- ODE solvers: error against the number of network evaluations ---------------------------
+
+
+def _error_curve(nfe: Sequence[float], errors: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(nfe, errors)`` as float64 tensors sorted by NFE; both positive, same length, at least two."""
+    n, e = torch.as_tensor(nfe, dtype=torch.float64), torch.as_tensor(errors, dtype=torch.float64)
+    if n.dim() != 1 or n.shape != e.shape or len(n) < 2:
+        shapes = f"{tuple(n.shape)} and {tuple(e.shape)}"
+        raise ValueError(f"need two 1-D sequences of equal length >= 2, got {shapes}")
+    if (n <= 0).any() or (e <= 0).any():
+        raise ValueError("NFE and errors must be positive")
+    order = n.argsort()
+    return n[order], e[order]
+
+
+def convergence_order(
+    nfe: Sequence[float], errors: Sequence[float], *, lo: float = 0.0, hi: float = math.inf
+) -> float:
+    """The order p of a solver whose error falls like NFE^-p: minus the least-squares slope of
+    log(error) against log(NFE), over the points with ``lo <= NFE <= hi``.
+
+    Euler's method is first order (p = 1) and Heun's second order (p = 2) once the steps are
+    small (Karras et al. 2022, Sec. 3).
+    """
+    n, e = _error_curve(nfe, errors)
+    keep = (n >= lo) & (n <= hi)
+    if keep.sum() < 2:
+        raise ValueError(f"need at least two points with {lo} <= NFE <= {hi}, got {int(keep.sum())}")
+    x, y = n[keep].log(), e[keep].log()
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    return -slope.item()
+
+
+def nfe_to_reach(nfe: Sequence[float], errors: Sequence[float], target: float) -> float:
+    """The NFE at which an error curve first falls to ``target``, interpolated linearly in log-log.
+
+    ``inf`` when no measured point reaches it.
+    """
+    check_number(target, "target", 0, low_open=True)
+    n, e = _error_curve(nfe, errors)
+    if e[0] <= target:
+        return n[0].item()
+    for i in range(1, len(n)):
+        if e[i] <= target:
+            frac = (e[i - 1].log() - math.log(target)) / (e[i - 1].log() - e[i].log())
+            return torch.exp(n[i - 1].log() + frac * (n[i].log() - n[i - 1].log())).item()
+    return math.inf
