@@ -63,7 +63,7 @@ def test_notebook_is_stored_clean(path: Path):
     )
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: expected one code cell tagged 'parameters', found {len(tagged)}"
-    assert any("verify_claims(" in s for s in src), f"{path.name}: no verify_claims checks a claim"
+    assert any(re.search(r"^assert claims_hold\(", s, re.M) for s in src), f"{path.name}: no claim asserted"
     counts = [c.get("execution_count") for c in code]
     assert counts == list(range(1, len(code) + 1)), (
         f"{path.name}: store it fully executed from a fresh kernel, in order (counts {counts})"

@@ -1,10 +1,10 @@
-"""Claim, at_least, at_most and verify_claims: the comparison, the report and the failure."""
+"""Claim, at_least, at_most and claims_hold: the comparison, the report and the verdict."""
 
 import math
 
 import pytest
 
-from toyalgos.core import Claim, at_least, at_most, verify_claims
+from toyalgos.core import Claim, at_least, at_most, claims_hold
 
 
 def test_relations():
@@ -22,15 +22,16 @@ def test_str_says_whether_it_holds():
     assert str(at_most("tv", 0.2, 0.05)) == "[FAILS] tv: 0.2 ≤ 0.05"
 
 
-def test_verify_claims_prints_all_and_raises_on_a_failure(capsys):
+def test_claims_hold_prints_all_and_is_false_on_a_failure(capsys):
     good, bad = at_least("a", 2, 1), at_most("b", 2, 1)
-    assert verify_claims([good]) == [good]
-    with pytest.raises(AssertionError, match=r"1 of 2 claims fail:\n\[FAILS\] b"):
-        verify_claims([good, bad])
-    assert capsys.readouterr().out.count("\n") == 3  # every claim is printed, not just the failures
+    assert claims_hold([good]) is True
+    assert claims_hold([good, bad]) is False
+    out = capsys.readouterr().out
+    assert out.count("\n") == 3  # every claim is printed, not just the failures
+    assert out.endswith("[FAILS] b: 2 ≤ 1\n")
 
 
-def test_verify_claims_wants_claims():
+def test_claims_hold_wants_claims():
     with pytest.raises(TypeError, match="Claim"):
-        verify_claims([True])
+        claims_hold([True])
     assert isinstance(at_least("a", 1, 0), Claim)

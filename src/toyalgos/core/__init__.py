@@ -2,7 +2,7 @@
 plotting and ``show_source``."""
 
 from . import checks
-from .claims import Claim, at_least, at_most, verify_claims
+from .claims import Claim, at_least, at_most, claims_hold
 from .modes import evaluating
 from .plot import image_grid, plot_losses, scatter2d, set_style, smooth, subplots
 from .results import History, Loss, Samples
@@ -20,6 +20,7 @@ __all__ = [
     "at_least",
     "at_most",
     "checks",
+    "claims_hold",
     "evaluating",
     "get_device",
     "image_grid",
@@ -36,5 +37,4 @@ __all__ = [
     "smooth",
     "subplots",
     "train",
-    "verify_claims",
 ]

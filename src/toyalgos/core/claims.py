@@ -1,11 +1,12 @@
 """Claims: a measured number compared with a stated bound, which a broken model would fail.
 
-A notebook's "Does the claim hold?" section does not write bare ``assert``s. It calls its
+A notebook's "Does the claim hold?" section does not assert hand-made comparisons. It calls its
 family's claim functions (``toyalgos.<family>.claims``), each of which measures one thing
-from the raw results (samples, predictions, labels) and returns a ``Claim``; ``verify_claims``
-prints them all and raises if any fails. Every claim function has a test that feeds it a
-known-bad case (a ring for eight Gaussians, a model scaled by 1.5, equal step counts) and sees
-it fail, so no claim in a notebook can pass by construction.
+from the raw results (samples, predictions, labels) and returns a ``Claim``, and asserts
+``claims_hold(claims)``, which prints them all and is True only when every one holds.
+Every claim function has a test that feeds it a known-bad case (a ring for eight Gaussians,
+a model scaled by 1.5, equal step counts) and sees it fail, so no claim in a notebook can
+pass by construction.
 """
 
 from __future__ import annotations
@@ -54,14 +55,15 @@ def at_most(statement: str, value: float, bound: float) -> Claim:
     return _claim(statement, value, "≤", bound)
 
 
-def verify_claims(claims: Iterable[Claim]) -> list[Claim]:
-    """Print every claim with its measured value; raise ``AssertionError`` naming those that fail."""
+def claims_hold(claims: Iterable[Claim]) -> bool:
+    """Print every claim with its measured value, marked holds / FAILS; True when all hold.
+
+    A notebook asserts it, so the check is the ``assert`` a reader sees:
+    ``assert claims_hold([...]), "a claim fails: see [FAILS] above"``.
+    """
     claims = list(claims)
     for c in claims:
         if not isinstance(c, Claim):
             raise TypeError(f"claims must be Claim objects, got {type(c).__name__}")
         print(c)
-    failed = [str(c) for c in claims if not c.holds]
-    if failed:
-        raise AssertionError(f"{len(failed)} of {len(claims)} claims fail:\n" + "\n".join(failed))
-    return claims
+    return all(c.holds for c in claims)

@@ -17,6 +17,7 @@ import torch
 from toyalgos.core import Samples
 from toyalgos.core.claims import Claim, at_least, at_most
 
+from ._checks import check_same_shape
 from .flow import Velocity, straightness, transport_cost
 from .metrics import convergence_order, mode_coverage, nfe_to_reach, precision_recall
 
@@ -197,8 +198,7 @@ def modes_missed(
 
 def samples_agree(x: torch.Tensor, y: torch.Tensor, *, bound: float = 1e-4) -> Claim:
     """Largest coordinate difference between two samplers' outputs from the same start: at most ``bound``."""
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    check_same_shape("x", x, "y", y)
     gap = (x.double() - y.double()).abs().max().item()
     return at_most("largest |difference| between the two samplers' outputs", gap, bound)
 
