@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from toyalgos.core.claims import Claim, at_least, at_most
@@ -17,6 +18,7 @@ from toyalgos.core.claims import Claim, at_least, at_most
 from .auction import AuctionOutcome
 from .ctr import fm_pairwise
 from .metrics import ArrayLike, auc, expected_calibration_error, log_loss
+from .search.suggest import planted_precision_at_k
 
 
 def fm_identity(
@@ -86,3 +88,97 @@ def loses_revenue(outcome: AuctionOutcome, reference: AuctionOutcome, *, bound: 
     """1 - revenue / reference revenue on the same requests: at least ``bound`` (a measurable loss)."""
     loss = 1 - outcome.revenue.sum().item() / reference.revenue.sum().item()
     return at_least("revenue lost against the calibrated model", loss, bound)
+
+
+# --- 40_search_ranking ----------------------------------------------------------------------
+# Known-bad cases: rank_bm25's idf replaced by Lucene's (+1) form, exponential gain where
+# scikit-learn uses linear, a ranker compared with itself or with random scores, a top-k that
+# reads only part of the postings.
+
+
+def bm25_matches_reference(ours: ArrayLike, reference: ArrayLike, *, bound: float = 1e-9) -> Claim:
+    """max |our BM25 - the reference library's| over every (query, document) score: at most ``bound``."""
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(
+            f"ours and reference must be non-empty arrays of one shape, got {a.shape}, {b.shape}"
+        )
+    return at_most("max |BM25 (ours) - BM25 (rank_bm25)|", float(np.abs(a - b).max()), bound)
+
+
+def ndcg_matches_reference(ours: ArrayLike, reference: ArrayLike, *, bound: float = 1e-12) -> Claim:
+    """max |our NDCG - scikit-learn's ndcg_score| over the cases compared: at most ``bound``."""
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(
+            f"ours and reference must be non-empty arrays of one shape, got {a.shape}, {b.shape}"
+        )
+    return at_most("max |NDCG (ours) - ndcg_score (scikit-learn)|", float(np.abs(a - b).max()), bound)
+
+
+def beats_by_standard_errors(
+    per_query: ArrayLike,
+    baseline: ArrayLike,
+    *,
+    name: str = "the ranker",
+    baseline_name: str = "the baseline",
+    bound: float = 2.0,
+) -> Claim:
+    """Mean per-query gain over a baseline on the same queries, in standard errors: at least ``bound``.
+
+    Paired: the gain d_q = metric_q - baseline_q of each query, and mean(d) / (std(d) / sqrt(Q)).
+    Identical rankings give 0. ``name`` and ``baseline_name`` only label the statement.
+    """
+    a, b = np.asarray(per_query, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"per_query and baseline must be 1-D of one length >= 2, got {a.shape}, {b.shape}")
+    d = a - b
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    z = 0.0 if se == 0 else float(d.mean() / se)
+    return at_least(f"{name} over {baseline_name}: mean per-query gain / its standard error", z, bound)
+
+
+def top_k_matches_exhaustive(top_ids: ArrayLike, exhaustive_scores: ArrayLike, *, bound: float = 0) -> Claim:
+    """Queries whose top-k over postings differs from the exhaustive top-k: at most ``bound`` (none).
+
+    ``top_ids`` (Q, k) best first, ``exhaustive_scores`` (Q, N) every document's score. A query
+    matches when its k documents are distinct, come in descending exhaustive score, and their
+    scores are the k largest (so any order among tied documents is accepted).
+    """
+    ids, s = np.asarray(top_ids), np.asarray(exhaustive_scores, dtype=np.float64)
+    if ids.ndim != 2 or s.ndim != 2 or ids.shape[0] != s.shape[0] or ids.shape[1] > s.shape[1]:
+        raise ValueError(f"top_ids (Q, k) and exhaustive_scores (Q, N >= k) disagree: {ids.shape}, {s.shape}")
+    k = ids.shape[1]
+    got = np.take_along_axis(s, ids, 1)  # (Q, k)
+    best = -np.sort(-s, axis=1)[:, :k]
+    distinct = np.array([len(set(row)) == k for row in ids.tolist()])
+    ok = distinct & (np.abs(got - best) <= 1e-12 * np.maximum(1, np.abs(best))).all(1)
+    return at_most(
+        "queries whose top-k over postings differs from the exhaustive top-k", int((~ok).sum()), bound
+    )
+
+
+# --- 41_query_suggestion --------------------------------------------------------------------
+# Known-bad cases: alphabetical (or random) completion compared with itself, all-time counts
+# in place of decayed ones, related queries from sessions whose queries were shuffled.
+
+
+def mrr_beats_at_every_prefix_length(mrr: ArrayLike, baseline: ArrayLike, *, bound: float = 0.1) -> Claim:
+    """min over prefix lengths of MRR - the baseline's MRR (one value per length): at least ``bound``."""
+    a, b = np.asarray(mrr, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"mrr and baseline must be 1-D of one length, got {a.shape}, {b.shape}")
+    return at_least("smallest MRR gain over the baseline across prefix lengths", float((a - b).min()), bound)
+
+
+def mrr_gain_after_shift(mrr: float, baseline: float, *, bound: float = 0.05) -> Claim:
+    """MRR after the popularity shift minus the baseline's MRR on the same submissions: at least ``bound``."""
+    return at_least("MRR gain over all-time counts after the shift", float(mrr) - float(baseline), bound)
+
+
+def planted_pairs_recovered(
+    related: ArrayLike, groups: ArrayLike, *, k: int = 5, bound: float = 0.8
+) -> Claim:
+    """Precision@k of the related queries of every planted query (same-group share): at least ``bound``."""
+    value = planted_precision_at_k(np.asarray(related), np.asarray(groups), k)
+    return at_least(f"precision@{k} of related queries against the planted groups", value, bound)
