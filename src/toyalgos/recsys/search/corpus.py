@@ -163,9 +163,8 @@ def _words(rng: np.random.Generator, n: int) -> list[str]:
 def _query_strings(rng: np.random.Generator, n: int) -> list[str]:
     """``n`` distinct queries: a head word alone or followed by a modifier ("kaba", "kaba tumi"),
     about five queries per head word, so that a typed prefix has many completions."""
-    heads, modifiers = _words(rng, n // 5 + n // 10), None
-    modifiers = heads[n // 5 :]
-    heads = heads[: n // 5]
+    words = _words(rng, n // 5 + n // 10)
+    heads, modifiers = words[: n // 5], words[n // 5 :]
     out: dict[str, None] = dict.fromkeys(heads)
     while len(out) < n:
         out.setdefault(f"{heads[rng.integers(len(heads))]} {modifiers[rng.integers(len(modifiers))]}", None)

@@ -5,12 +5,12 @@ scorer re-ranks them from features. The batch of every loss is a set of queries,
 same number K of candidates: ``x`` (Q, K, F) features and ``y`` (Q, K) graded relevance.
 
 - Pointwise: regress the grade (squared error) or classify it (cross-entropy on grade / 3).
-- RankNet (Burges et al. 2005; Burges, MSR-TR-2010-82, Sec. 1): for every pair with
+- RankNet (Burges et al. 2005; Burges, MSR-TR-2010-82, Sec. 2): for every pair with
   y_i > y_j, P_ij = sigmoid(sigma (s_i - s_j)) and the cost -log P_ij.
 - LambdaRank (Burges, MSR-TR-2010-82, Sec. 4): the same pair cost weighted by |Delta NDCG_ij|,
   the change in NDCG from swapping i and j in the current ranking, so pairs near the top count.
-- ListNet (Cao et al. 2007, the top-one case): the cross-entropy between the top-one probabilities
-  softmax(y) of the labels and softmax(s) of the scores.
+- ListNet (Cao et al. 2007, Sec. 5, with the top-one probability of Sec. 4.2): the cross-entropy
+  between the top-one probabilities softmax(y) of the labels and softmax(s) of the scores.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ def _pairs(y: torch.Tensor) -> torch.Tensor:
 
 
 def ranknet_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
-    """RankNet: mean over pairs with y_i > y_j of log(1 + exp(-sigma (s_i - s_j)))."""
+    """RankNet (Burges, MSR-TR-2010-82, Sec. 2): mean over pairs with y_i > y_j of the cost
+    -log P_ij = log(1 + exp(-sigma (s_i - s_j))), P_ij = sigmoid(sigma (s_i - s_j)); x (Q, K, F), y (Q, K)."""
     check_number(sigma, "sigma", 0, low_open=True)
     s = _scores(model, x, y)
     pairs = _pairs(y)
@@ -238,7 +239,10 @@ def lambdas(
 
 
 def listnet_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ListNet: cross-entropy between top-one probabilities softmax(y) and softmax(s), mean over queries."""
+    """ListNet (Cao et al. 2007, Sec. 5): cross-entropy -sum_j P_y(j) log P_s(j) between the top-one
+    probabilities (Sec. 4.2) P_y = softmax(y) and P_s = softmax(s), mean over queries.
+
+    x (Q, K, F) features, y (Q, K) grades."""
     s = _scores(model, x, y)
     target = torch.softmax(y.to(s.dtype), dim=1)
     return -(target * torch.log_softmax(s, dim=1)).sum(1).mean()
