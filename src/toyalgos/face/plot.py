@@ -22,7 +22,7 @@ def target_logits(theta: torch.Tensor, margins: Mapping[str, float]) -> dict[str
     """
     cos = torch.cos(theta)
     return {
-        "softmax": cos,
+        "normalised softmax": cos,
         f"SphereFace m={margins['sphereface']}": sphereface_psi(cos, int(margins["sphereface"])),
         f"CosFace m={margins['cosface']}": cosface_target(cos, margins["cosface"]),
         f"ArcFace m={margins['arcface']}": arcface_target(cos, margins["arcface"]),
@@ -34,7 +34,7 @@ def plot_target_logits(ax: plt.Axes, margins: Mapping[str, float]) -> plt.Axes:
     theta = torch.linspace(0, math.pi, 361, dtype=torch.float64)
     for name, logit in target_logits(theta, margins).items():
         ax.plot(torch.rad2deg(theta), logit, label=name, lw=1.2)
-    ax.set(xlabel="angle θ to the target class weight (°)", ylabel="target logit / s")
+    ax.set(xlabel="angle θ to the target class weight (°)", ylabel="target logit / s", ylim=(-1.6, 1.1))
     ax.legend()
     return ax
 
@@ -65,15 +65,18 @@ def plot_decision_margins(axes: np.ndarray, margins: Mapping[str, float]) -> np.
 def plot_features_2d(
     ax: plt.Axes, embeddings: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None
 ) -> plt.Axes:
-    """2-D features coloured by class, and each class weight's direction as a line from 0."""
-    x = embeddings.detach().double()
-    ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="tab10", s=3, alpha=0.6)
+    """2-D features as directions: each on the unit circle (with a small radial jitter per class so
+    that classes sharing a direction stay visible), coloured by class; each class weight's
+    direction as a line of the same colour from 0."""
+    colours = plt.get_cmap("tab10")
+    x = F.normalize(embeddings.detach().double(), dim=1) * (1 + 0.03 * labels.double()[:, None])
+    ax.scatter(x[:, 0], x[:, 1], c=[colours(int(c) % 10) for c in labels], s=3, alpha=0.5)
     if weight is not None:
-        r = float(x.norm(dim=1).quantile(0.95))
-        w = F.normalize(weight.detach().double(), dim=1) * r
+        w = F.normalize(weight.detach().double(), dim=1) * 0.8
         for j, (a, b) in enumerate(w.tolist()):
-            ax.plot([0, a], [0, b], color=plt.get_cmap("tab10")(j % 10), lw=1)
-    ax.set(xlabel="feature 1", ylabel="feature 2", aspect="equal")
+            ax.plot([0, a], [0, b], color=colours(j % 10), lw=1.2)
+    lim = (-1.35, 1.35)
+    ax.set(xlabel="direction, x", ylabel="direction, y", aspect="equal", xlim=lim, ylim=lim)
     return ax
 
 

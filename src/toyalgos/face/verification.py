@@ -167,5 +167,6 @@ def angle_stats(embeddings: torch.Tensor, labels: torch.Tensor) -> AngleStats:
     c = centres[present]
     angles = torch.rad2deg(torch.acos((c @ c.T).clamp(-1, 1)))  # (C, C)
     i, j = torch.triu_indices(len(c), len(c), offset=1)
-    nearest = angles.fill_diagonal_(float("inf")).min(1).values if len(c) > 1 else angles.new_empty(0)
+    off_diagonal = angles + torch.diag(torch.full((len(c),), float("inf"), dtype=angles.dtype))
+    nearest = off_diagonal.min(1).values if len(c) > 1 else angles.new_empty(0)
     return AngleStats(intra, angles[i, j], nearest)
