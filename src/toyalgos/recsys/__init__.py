@@ -1,5 +1,6 @@
 """Recommendation, search and ads ranking: synthetic logs with a known truth, retrieval (inverted index,
-BM25), learning to rank, query suggestion, CTR models and their metrics."""
+BM25), learning to rank, query suggestion, CTR models and their metrics, feature engineering, and
+re-ranking (MMR, DPP, PRM)."""
 
 from . import claims, search
 from .auction import AuctionOutcome, second_price_auction
@@ -19,6 +20,29 @@ from .ctr import (
     predict_ctr,
 )
 from .data import DENSE_FIELDS, PAIRS, SPARSE_FIELDS, ClickLog, ClickModel, make_click_log
+from .features import (
+    Bins,
+    EarlyStopping,
+    FeatureTable,
+    Hashed,
+    apply_bins,
+    bce_l2_loss,
+    bin_equal_width,
+    bin_quantile,
+    collision_rate,
+    count_encode,
+    embedding_parameters,
+    expected_collision_rate,
+    group_rare,
+    hash_cross,
+    hash_features,
+    kfold,
+    make_feature_table,
+    murmur3_32,
+    target_encode,
+    target_encoding_table,
+    train_early_stopping,
+)
 from .metrics import (
     ReliabilityCurve,
     auc,
@@ -28,6 +52,22 @@ from .metrics import (
     log_loss,
     normalized_entropy,
     reliability_curve,
+)
+from .prm import PRM, RankedLists, context_click_probability, make_ranked_lists, prm_loss, rerank_order
+from .rerank import (
+    ItemCatalog,
+    check_psd,
+    coverage,
+    dpp_greedy,
+    dpp_greedy_naive,
+    dpp_kernel,
+    dpp_map_bruteforce,
+    dpp_sliding_window,
+    ilad,
+    log_det,
+    make_item_catalog,
+    mmr,
+    ndcg,
 )
 from .search import (
     FEATURE_NAMES,
@@ -136,4 +176,44 @@ __all__ = [
     "search",
     "second_price_auction",
     "tfidf_scores",
+    "Bins",
+    "EarlyStopping",
+    "FeatureTable",
+    "Hashed",
+    "apply_bins",
+    "bce_l2_loss",
+    "bin_equal_width",
+    "bin_quantile",
+    "collision_rate",
+    "count_encode",
+    "embedding_parameters",
+    "expected_collision_rate",
+    "group_rare",
+    "hash_cross",
+    "hash_features",
+    "kfold",
+    "make_feature_table",
+    "murmur3_32",
+    "target_encode",
+    "target_encoding_table",
+    "train_early_stopping",
+    "PRM",
+    "RankedLists",
+    "context_click_probability",
+    "make_ranked_lists",
+    "prm_loss",
+    "rerank_order",
+    "ItemCatalog",
+    "check_psd",
+    "coverage",
+    "dpp_greedy",
+    "dpp_greedy_naive",
+    "dpp_kernel",
+    "dpp_map_bruteforce",
+    "dpp_sliding_window",
+    "ilad",
+    "log_det",
+    "make_item_catalog",
+    "mmr",
+    "ndcg",
 ]

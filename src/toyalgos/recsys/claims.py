@@ -8,7 +8,7 @@ click costs, the auction's revenue; a wrong pairwise formula fails the FM identi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,9 @@ from toyalgos.core.claims import Claim, at_least, at_most
 
 from .auction import AuctionOutcome
 from .ctr import fm_pairwise
-from .metrics import ArrayLike, auc, expected_calibration_error, log_loss
+from .features import collision_rate, expected_collision_rate
+from .metrics import ArrayLike, auc, calibration_ratio, expected_calibration_error, log_loss
+from .rerank import ilad, ndcg
 from .search.suggest import planted_precision_at_k
 
 
@@ -182,3 +184,127 @@ def planted_pairs_recovered(
     """Precision@k of the related queries of every planted query (same-group share): at least ``bound``."""
     value = planted_precision_at_k(np.asarray(related), np.asarray(groups), k)
     return at_least(f"precision@{k} of related queries against the planted groups", value, bound)
+
+
+# --- 42_feature_engineering ---------------------------------------------------------------
+
+
+def encoding_leaks(y_true: ArrayLike, encoding: ArrayLike, *, bound: float = 0.6) -> Claim:
+    """AUC of a feature's encoding used as the score on the rows it was fitted on: at least ``bound``.
+
+    For a pure-noise id, any AUC well above 0.5 on the training rows is the rows' own labels
+    leaking into their encoding; an out-of-fold encoding fails this claim.
+    """
+    return at_least("train AUC of the in-sample encoding of a pure-noise id", auc(y_true, encoding), bound)
+
+
+def auc_near_chance(y_true: ArrayLike, y_score: ArrayLike, *, bound: float = 0.02) -> Claim:
+    """|AUC - 0.5|: at most ``bound`` (the score carries no information about the label)."""
+    return at_most("|AUC - 0.5| of a noise feature's encoding", abs(auc(y_true, y_score) - 0.5), bound)
+
+
+def collisions_match_formula(
+    indices: Sequence[torch.Tensor], n_buckets: Sequence[int], *, bound: float = 0.1
+) -> Claim:
+    """Largest relative gap between a hash's measured collision rate and 1 - (1 - 1/m)^(n - 1).
+
+    ``indices[i]``: the buckets of n distinct values hashed into ``n_buckets[i]`` buckets. A
+    hash that uses only part of its buckets (``id mod m`` on ids with a common stride)
+    collides far more often than the formula says.
+    """
+    gaps = [
+        abs(collision_rate(idx) / expected_collision_rate(len(idx), m) - 1)
+        for idx, m in zip(indices, n_buckets, strict=True)
+    ]
+    return at_most("max relative gap of the collision rate to the formula", max(gaps), bound)
+
+
+def selection_hits(selected: Sequence[int], informative: torch.Tensor, *, bound: int = 4) -> Claim:
+    """How many of the ``selected`` columns are informative: at least ``bound``."""
+    hits = int(informative[torch.as_tensor(list(selected), dtype=torch.long)].sum())
+    return at_least("informative features among those selected", hits, bound)
+
+
+def selection_false_picks(selected: Sequence[int], informative: torch.Tensor, *, bound: int = 1) -> Claim:
+    """How many of the ``selected`` columns are not informative (redundant or noise): at most ``bound``."""
+    false = int((~informative[torch.as_tensor(list(selected), dtype=torch.long)]).sum())
+    return at_most("selected features that are not informative", false, bound)
+
+
+def gap_closed(
+    y_true: ArrayLike, y_with: ArrayLike, y_without: ArrayLike, true_ctr: ArrayLike, *, bound: float = 0.5
+) -> Claim:
+    """Share of the baseline's AUC gap to the Bayes limit that a feature closes: at least ``bound``.
+
+    (AUC_with - AUC_without) / (AUC_Bayes - AUC_without), on the same labels.
+    """
+    bayes, without = auc(y_true, true_ctr), auc(y_true, y_without)
+    closed = (auc(y_true, y_with) - without) / (bayes - without)
+    return at_least("share of LR's AUC gap to Bayes closed by the cross", closed, bound)
+
+
+def gap_ratio(
+    y_true: ArrayLike, y_score: ArrayLike, y_baseline: ArrayLike, true_ctr: ArrayLike, *, bound: float = 0.5
+) -> Claim:
+    """The model's AUC gap to the Bayes limit over the baseline's: at most ``bound``."""
+    bayes = auc(y_true, true_ctr)
+    ratio = (bayes - auc(y_true, y_score)) / (bayes - auc(y_true, y_baseline))
+    return at_most("AUC gap to Bayes / the unregularised model's gap", ratio, bound)
+
+
+def calibration_within(y_true: ArrayLike, y_score: ArrayLike, *, bound: float = 0.05) -> Claim:
+    """|predicted clicks / observed clicks - 1|: at most ``bound``."""
+    return at_most("|calibration ratio - 1|", abs(calibration_ratio(y_true, y_score) - 1), bound)
+
+
+# --- 44_reranking -------------------------------------------------------------------------
+
+
+def same_picks(
+    picks: Sequence[Sequence[int]], reference: Sequence[Sequence[int]], *, bound: float = 1.0
+) -> Claim:
+    """Share of instances where ``picks`` equals ``reference`` exactly: at least ``bound``.
+
+    Compare ordered lists (fast vs naive greedy) or sorted sets (greedy vs brute force).
+    """
+    same = [list(a) == list(b) for a, b in zip(picks, reference, strict=True)]
+    return at_least("share of instances with identical picks", sum(same) / len(same), bound)
+
+
+def loglog_slope(
+    sizes: Sequence[float], times: Sequence[float], *, expected: float, bound: float = 0.3
+) -> Claim:
+    """|fitted slope of log(time) against log(size) - expected|: at most ``bound``."""
+    slope = float(np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(times, float)), 1)[0])
+    return at_most(f"|log-log slope - {expected:g}| (slope {slope:.2f})", abs(slope - expected), bound)
+
+
+def speedup(fast_seconds: float, slow_seconds: float, *, bound: float = 10.0) -> Claim:
+    """slow / fast run time on the same problem: at least ``bound``."""
+    return at_least("speed-up (slow time / fast time)", slow_seconds / fast_seconds, bound)
+
+
+def raises_ilad(features: torch.Tensor, baseline_features: torch.Tensor, *, bound: float = 0.1) -> Claim:
+    """Mean ILAD of the re-ranked lists minus the baseline lists (N, k, d each): at least ``bound``."""
+    gain = (ilad(features) - ilad(baseline_features)).mean().item()
+    return at_least("ILAD gain over the relevance-only lists", gain, bound)
+
+
+def ndcg_cost(
+    gains: torch.Tensor, baseline_gains: torch.Tensor, *, k: int | None = None, bound: float = 0.08
+) -> Claim:
+    """Mean NDCG@k of the baseline lists minus that of the re-ranked ones: at most ``bound``.
+
+    Gains are in display order, (N, L) each, with the same items' gains in both (the items not
+    shown after the list), so that both are judged against the same ideal list.
+    """
+    cost = (ndcg(baseline_gains, k) - ndcg(gains, k)).mean().item()
+    return at_most("NDCG lost against the relevance-only lists", cost, bound)
+
+
+def ndcg_improves(
+    gains: torch.Tensor, baseline_gains: torch.Tensor, *, k: int | None = None, bound: float = 0.03
+) -> Claim:
+    """Mean paired NDCG@k gain of the re-ranked lists over the baseline order: at least ``bound``."""
+    gain = (ndcg(gains, k) - ndcg(baseline_gains, k)).mean().item()
+    return at_least("NDCG gain over the initial ranking", gain, bound)
