@@ -85,7 +85,9 @@ def test_notebook_is_stored_clean(path: Path):
 def _public_namespace() -> dict:
     """Every public name of every family, as a notebook imports them."""
     names = {}
-    for family in sorted(p.name for p in (ROOT / "src" / "toyalgos").iterdir() if (p / "__init__.py").exists()):
+    for family in sorted(
+        p.name for p in (ROOT / "src" / "toyalgos").iterdir() if (p / "__init__.py").exists()
+    ):
         module = importlib.import_module(f"toyalgos.{family}")
         names.update({n: getattr(module, n) for n in module.__all__})
     return names
