@@ -113,8 +113,10 @@ def _integer_dataset(seed, n_images=30, classes=(1, 3, 7)):
 # --- pycocotools reference ----------------------------------------------------------------------
 
 
-def _cocoeval(preds, targets, classes, iou_thresholds=None, max_dets=(1, 10, 100)):
-    """Run pycocotools' COCOeval (bbox) on in-memory data; returns the evaluated COCOeval."""
+def _cocoeval(preds, targets, classes, iou_thresholds=None, max_dets=(1, 10, 100), area_ranges=None):
+    """Run pycocotools' COCOeval (bbox) on in-memory data; returns the evaluated COCOeval.
+
+    ``area_ranges``: (small, medium, large) as [low, high] pairs replacing COCO's ``areaRng``."""
     images, annotations, results = [], [], []
     for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
         images.append({"id": i + 1, "width": 1000, "height": 1000})
@@ -149,6 +151,8 @@ def _cocoeval(preds, targets, classes, iou_thresholds=None, max_dets=(1, 10, 100
         if iou_thresholds is not None:
             evaluator.params.iouThrs = np.asarray(iou_thresholds, dtype=np.float64)
         evaluator.params.maxDets = list(max_dets)
+        if area_ranges is not None:
+            evaluator.params.areaRng = [[0, 1e5**2], *[list(r) for r in area_ranges]]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -499,3 +503,69 @@ def test_bad_types_raise_type_error():
         mean_average_precision([_with(P, boxes=[_square(0)])], [T])
     with pytest.raises(TypeError, match="class_ids must be integers"):
         mean_average_precision([P], [T], class_ids=[0.5])
+
+
+# --- size buckets (COCO's area ranges) ----------------------------------------------------------
+
+AREA_KEYS = {
+    "map_small": 3,
+    "map_medium": 4,
+    "map_large": 5,
+    "mar_small": 9,
+    "mar_medium": 10,
+    "mar_large": 11,
+}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_size_buckets_match_pycocotools_with_coco_ranges(seed):
+    preds, targets = _random_dataset(seed, n_images=40)
+    result = mean_average_precision(preds, targets)
+    evaluator = _cocoeval(preds, targets, (0, 1, 2))
+    for key, index in AREA_KEYS.items():
+        assert result[key].item() == pytest.approx(evaluator.stats[index], abs=TOL), key
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_size_buckets_match_pycocotools_with_rescaled_ranges(seed):
+    ranges = {"small": (0.0, 400.0), "medium": (400.0, 2500.0), "large": (2500.0, 1e5**2)}
+    preds, targets = _random_dataset(seed, n_images=40)
+    result = mean_average_precision(preds, targets, area_ranges=ranges, iou_thresholds=[0.5, 0.75])
+    evaluator = _cocoeval(preds, targets, (0, 1, 2), iou_thresholds=[0.5, 0.75], area_ranges=ranges.values())
+    for key, index in AREA_KEYS.items():
+        assert result[key].item() == pytest.approx(evaluator.stats[index], abs=TOL), key
+    assert all(0 < result[key] < 1 for key in AREA_KEYS)  # every bucket holds objects and errors
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_size_buckets_match_pycocotools_on_integer_boxes_with_areas_on_the_boundaries(seed):
+    """Integer boxes of areas 0 to 36 and ranges meeting at 9 and 16: boxes on a boundary are in
+    both buckets, detections match ignored boxes only when no counted one is left."""
+    ranges = {"small": (0.0, 9.0), "medium": (9.0, 16.0), "large": (16.0, 1e5**2)}
+    preds, targets = _integer_dataset(seed)
+    result = mean_average_precision(preds, targets, area_ranges=ranges)
+    evaluator = _cocoeval(preds, targets, (1, 3, 7), area_ranges=ranges.values())
+    for key, index in AREA_KEYS.items():
+        assert result[key].item() == pytest.approx(evaluator.stats[index], abs=TOL), key
+
+
+def test_size_buckets_are_minus_one_without_ground_truth_in_the_range_and_can_be_skipped():
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    pred = [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
+    target = [{"boxes": box, "labels": torch.tensor([0])}]
+    result = mean_average_precision(pred, target)
+    assert result["map_small"].item() == pytest.approx(1) and result["mar_small"] == 1
+    assert result["map_medium"] == -1 and result["mar_large"] == -1
+    assert "map_small" not in mean_average_precision(pred, target, area_ranges={})
+    custom = mean_average_precision(pred, target, area_ranges={"tiny": (0, 50), "big": (50, 1e4)})
+    assert custom["map_tiny"] == -1 and custom["map_big"].item() == pytest.approx(1)
+
+
+def test_size_buckets_refuse_bad_ranges():
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    pred = [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
+    target = [{"boxes": box, "labels": torch.tensor([0])}]
+    with pytest.raises(ValueError, match="0 <= low <= high"):
+        mean_average_precision(pred, target, area_ranges={"small": (10.0, 5.0)})
+    with pytest.raises(TypeError, match="dict name -> \\(low, high\\)"):
+        mean_average_precision(pred, target, area_ranges=[(0.0, 5.0)])

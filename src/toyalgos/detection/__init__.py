@@ -1,4 +1,5 @@
-"""Object detection: boxes, NMS, mAP, synthetic shapes and a YOLO v1 grid detector."""
+"""Object detection: boxes, NMS, mAP, synthetic shapes, a YOLO v1 grid detector, CenterNet's
+heat maps, FPN and image pyramids."""
 
 from . import claims
 from .boxes import (
@@ -12,9 +13,31 @@ from .boxes import (
     nms,
     normalize_boxes,
 )
+from .centernet import (
+    CenterNet,
+    CenterNetOutput,
+    CenterNetTargets,
+    centernet_loss,
+    centernet_targets,
+    decode_heatmap,
+    fcos_centerness,
+    focal_loss_centernet,
+    gaussian_radius,
+    heatmap_bce,
+    heatmap_peaks,
+    predict_heatmaps,
+)
 from .data import CLASSES, Shapes, hflip, make_shapes
-from .metrics import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, mean_average_precision, recall_at_iou
+from .fpn import FPN, FPNCenterNet, assign_levels, conv_macs, decode_levels, fpn_centernet_loss, fpn_targets
+from .metrics import (
+    COCO_AREA_RANGES,
+    COCO_IOU_THRESHOLDS,
+    COCO_RECALL_THRESHOLDS,
+    mean_average_precision,
+    recall_at_iou,
+)
 from .plot import class_legend, draw_boxes, draw_grid, show_image
+from .pyramid import detect_pyramid, image_pyramid, mtcnn_scales, pyramid_cost, snip_valid
 from .yolo import (
     YOLOv1,
     cell_boxes,
@@ -28,33 +51,58 @@ from .yolo import (
 
 __all__ = [
     "BOX_FORMATS",
+    "CenterNet",
+    "CenterNetOutput",
+    "CenterNetTargets",
     "CLASSES",
+    "COCO_AREA_RANGES",
     "COCO_IOU_THRESHOLDS",
+    "FPN",
+    "FPNCenterNet",
     "COCO_RECALL_THRESHOLDS",
     "Shapes",
     "YOLOv1",
+    "assign_levels",
     "box_area",
     "box_convert",
     "box_iou",
     "box_iou_elementwise",
     "cell_boxes",
+    "centernet_loss",
+    "centernet_targets",
     "check_xyxy",
     "claims",
+    "conv_macs",
     "class_legend",
     "decode",
+    "decode_heatmap",
+    "decode_levels",
     "denormalize_boxes",
+    "detect_pyramid",
     "draw_boxes",
     "draw_grid",
     "encode_targets",
+    "fcos_centerness",
+    "focal_loss_centernet",
+    "fpn_centernet_loss",
+    "fpn_targets",
+    "gaussian_radius",
+    "heatmap_bce",
+    "heatmap_peaks",
     "hflip",
+    "image_pyramid",
     "kept_objects",
     "make_shapes",
     "mean_average_precision",
+    "mtcnn_scales",
     "nms",
     "normalize_boxes",
     "predict",
+    "predict_heatmaps",
+    "pyramid_cost",
     "recall_at_iou",
     "show_image",
+    "snip_valid",
     "yolo_loss",
     "yolo_loss_terms",
 ]

@@ -94,3 +94,91 @@ def lost_objects_found_less(found: torch.Tensor, owns_cell: torch.Tensor, *, bou
     found, owns_cell = found.bool(), owns_cell.bool()
     ratio = found[~owns_cell].float().mean() / found[owns_cell].float().mean()
     return at_most("found rate, objects without a cell / objects owning one", float(ratio), bound)
+
+
+# --- 31_anchor_free_detection ---------------------------------------------------------------------
+
+
+def recall_ratio_at_least(
+    dets: Detections, dets_baseline: Detections, targets: Detections, *, bound: float = 1.3
+) -> Claim:
+    """Recall at IoU 0.5 of ``dets`` / that of ``dets_baseline`` on the same objects: at least ``bound``.
+
+    A detector no better than the baseline has ratio 1.
+    """
+    ratio = recall_at_iou(dets, targets) / max(recall_at_iou(dets_baseline, targets), 1e-12)
+    return at_least("recall@0.5 / baseline's recall@0.5", ratio, bound)
+
+
+def peaks_match_nms(
+    dets_peaks: Detections, dets_peaks_nms: Detections, targets: Detections, *, bound: float = 0.02
+) -> Claim:
+    """|AP@0.5 of max-pool peaks - AP@0.5 of the same peaks followed by NMS|: at most ``bound``.
+
+    The 3x3 max-pool already leaves one box per object; decoding without it leaves the cells around
+    each peak as duplicates, which NMS then removes and the gap is large.
+    """
+    gap = abs(_ap(dets_peaks, targets, [0.5]) - _ap(dets_peaks_nms, targets, [0.5]))
+    return at_most("|AP@0.5 peaks only - AP@0.5 peaks + NMS|", gap, bound)
+
+
+def ap50_gain_at_least(
+    dets: Detections, dets_baseline: Detections, targets: Detections, *, bound: float = 0.02
+) -> Claim:
+    """AP@0.5 of ``dets`` minus AP@0.5 of ``dets_baseline`` on the same images: at least ``bound``."""
+    gain = _ap(dets, targets, [0.5]) - _ap(dets_baseline, targets, [0.5])
+    return at_least("AP@0.5 gain over the baseline", gain, bound)
+
+
+# --- 32_multiscale_detection ----------------------------------------------------------------------
+
+
+def _bucket(dets: Detections, targets: Detections, area_range: tuple[float, float], key: str) -> float:
+    result = mean_average_precision(dets, targets, iou_thresholds=[0.5], area_ranges={"bucket": area_range})
+    return float(result[f"{key}_bucket"])
+
+
+def ap_small_ratio_at_least(
+    dets: Detections,
+    dets_baseline: Detections,
+    targets: Detections,
+    small: tuple[float, float],
+    *,
+    bound: float = 1.5,
+) -> Claim:
+    """AP@0.5 on small objects (box area in ``small``, pixels^2) of ``dets`` / that of
+    ``dets_baseline``: at least ``bound``. A detector no better on small objects has ratio 1."""
+    ratio = _bucket(dets, targets, small, "map") / max(_bucket(dets_baseline, targets, small, "map"), 1e-12)
+    return at_least("AP_small@0.5 / baseline's AP_small@0.5", ratio, bound)
+
+
+def recall_share_at_least(
+    dets: Detections,
+    dets_reference: Detections,
+    targets: Detections,
+    area_range: tuple[float, float],
+    *,
+    bound: float = 0.75,
+) -> Claim:
+    """Recall at IoU 0.5 on objects whose box area lies in ``area_range``, ``dets`` / ``dets_reference``:
+    at least ``bound`` (the share of the reference's recall kept). A detector that misses those
+    objects keeps 0."""
+    share = _bucket(dets, targets, area_range, "mar") / max(
+        _bucket(dets_reference, targets, area_range, "mar"), 1e-12
+    )
+    return at_least("recall@0.5 in the size range / reference's", share, bound)
+
+
+def far_size_recall_at_most(
+    dets_single: Detections,
+    dets_pyramid: Detections,
+    targets: Detections,
+    far: tuple[float, float],
+    *,
+    bound: float = 0.5,
+) -> Claim:
+    """Recall at IoU 0.5 on objects whose box area lies in ``far`` (sizes far from the training size),
+    single scale / image pyramid: at most ``bound``. A single-scale detector that already finds
+    every size has ratio about 1."""
+    ratio = _bucket(dets_single, targets, far, "mar") / max(_bucket(dets_pyramid, targets, far, "mar"), 1e-12)
+    return at_most("recall@0.5 at far sizes, single scale / pyramid", ratio, bound)

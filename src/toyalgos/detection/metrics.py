@@ -3,9 +3,10 @@
 Inputs are in the format of torchmetrics' ``MeanAveragePrecision``: ``preds`` is a list with one
 dict per image, holding ``boxes`` (float (n, 4), xyxy pixels), ``scores`` (n,) and integer
 ``labels`` (n,); ``targets`` is a list of dicts with ``boxes`` and ``labels``. Detections are
-matched to ground truth as ``pycocotools.cocoeval.COCOeval`` does, without crowd boxes or area
-ranges (every box is in COCO's area range "all"), so ``map``, ``map_50``, ``map_75``, ``mar_1``,
-``mar_10`` and ``mar_100`` are COCOeval's ``stats[0, 1, 2, 6, 7, 8]``. Everything is computed in
+matched to ground truth as ``pycocotools.cocoeval.COCOeval`` does, without crowd boxes, so
+``map``, ``map_50``, ``map_75``, ``map_small``, ``map_medium``, ``map_large``, ``mar_1``, ``mar_10``,
+``mar_100``, ``mar_small``, ``mar_medium`` and ``mar_large`` are COCOeval's ``stats[0]`` to
+``stats[11]`` (a box's area is w h, as ``loadRes`` gives detections). Everything is computed in
 float64 on the CPU.
 """
 
@@ -25,6 +26,8 @@ from .boxes import box_iou_elementwise, check_xyxy
 # recalls with the thresholds agree with pycocotools to the last bit.
 COCO_IOU_THRESHOLDS = torch.from_numpy(np.linspace(0.5, 0.95, 10))
 COCO_RECALL_THRESHOLDS = torch.from_numpy(np.linspace(0.0, 1.0, 101))
+# COCOeval's areaRng for "small", "medium" and "large" (box area in pixels^2; 1e5^2 stands for no limit).
+COCO_AREA_RANGES = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e5**2)}
 _EPS = float(np.spacing(1))  # COCOeval's guard in precision = tp / (tp + fp + eps)
 _CHUNK = 256  # images matched at once (memory: chunk x detections x ground truths)
 
@@ -105,6 +108,20 @@ def _thresholds(iou_thresholds: Iterable[float] | torch.Tensor | None) -> torch.
     return t
 
 
+def _area_ranges(area_ranges: Mapping[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]]:
+    if area_ranges is None:
+        return dict(COCO_AREA_RANGES)
+    if not isinstance(area_ranges, Mapping):
+        raise TypeError(f"area_ranges must be a dict name -> (low, high), got {type(area_ranges).__name__}")
+    out = {}
+    for name, bounds in area_ranges.items():
+        low, high = (float(b) for b in bounds)
+        if not 0 <= low <= high:
+            raise ValueError(f"area_ranges[{name!r}] must be (low, high) with 0 <= low <= high, got {bounds}")
+        out[str(name)] = (low, high)
+    return out
+
+
 def _class_ids(class_ids: Iterable[int]) -> torch.Tensor:
     ids = class_ids.tolist() if isinstance(class_ids, torch.Tensor) else list(class_ids)
     bad = [c for c in ids if isinstance(c, bool) or not isinstance(c, int | np.integer)]
@@ -151,20 +168,38 @@ def _coco_matches(iou: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     and lets a later box win a tie). The loop runs over detection ranks: the d-th detection of
     every image, every threshold and every ground-truth box are handled at once.
     """
+    n_img, _, n_gt = iou.shape
+    return _coco_matches_ignoring(iou, thresholds, torch.zeros(n_img, n_gt, dtype=torch.bool))[0]
+
+
+def _coco_matches_ignoring(
+    iou: torch.Tensor, thresholds: torch.Tensor, gt_ignore: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_coco_matches`` with ignored ground truth (I, G) (outside an area range): (I, T, D) matched
+    flags and (I, T, D) flags "matched an ignored box".
+
+    As COCOeval sorts ignored boxes last and stops at the first one once it holds a match, a
+    detection takes an ignored box only when no box that counts is left for it.
+    """
     n_img, n_det, n_gt = iou.shape
     matched = torch.zeros(n_img, len(thresholds), n_det, dtype=torch.bool)
+    to_ignored = matched.clone()
     if n_gt == 0:
-        return matched
+        return matched, to_ignored
     thr = thresholds.clamp(max=1 - 1e-10)[None, :, None]
     taken = torch.zeros(n_img, len(thresholds), n_gt, dtype=torch.bool)
+    ignore = gt_ignore[:, None, :]  # (I, 1, G)
     for d in range(n_det):
         row = iou[:, None, d, :]  # (I, 1, G)
         allowed = ~taken & (row >= thr)  # (I, T, G)
+        counted = (allowed & ~ignore).any(-1, keepdim=True)  # a box that counts is available
+        allowed &= ~ignore | ~counted
         best = n_gt - 1 - torch.where(allowed, row, -1.0).flip(-1).argmax(-1)  # last maximum
         hit = allowed.any(-1)
         taken |= F.one_hot(best, n_gt).bool() & hit[..., None]
         matched[:, :, d] = hit
-    return matched
+        to_ignored[:, :, d] = hit & ~counted[..., 0]
+    return matched, to_ignored
 
 
 def _voc_true_positives(iou: torch.Tensor) -> torch.Tensor:
@@ -185,19 +220,73 @@ def _voc_true_positives(iou: torch.Tensor) -> torch.Tensor:
     return ok & (claim_number == 1)
 
 
-def _match_chunk(
-    dets: list[tuple[torch.Tensor, torch.Tensor]],
-    gts: list[tuple[torch.Tensor, torch.Tensor]],
-    thresholds: torch.Tensor,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """COCO (T, D_i) and VOC (D_i,) flags for a few images; dets (boxes, labels) in score order."""
+def _chunk_iou(dets: list[tuple[torch.Tensor, torch.Tensor]], gts: list[tuple[torch.Tensor, torch.Tensor]]):
+    """(I, D, G) IoUs of a few images' detections and ground truth, -1 across classes and padding."""
     det_boxes, det_labels = _pad([b for b, _ in dets], 0.0), _pad([lab for _, lab in dets], 0)
     gt_boxes, gt_labels = _pad([b for b, _ in gts], 0.0), _pad([lab for _, lab in gts], 0)
     det_valid = _pad([torch.ones(len(b), dtype=torch.bool) for b, _ in dets], False)
     gt_valid = _pad([torch.ones(len(b), dtype=torch.bool) for b, _ in gts], False)
     comparable = det_labels[:, :, None] == gt_labels[:, None, :]
     comparable &= det_valid[:, :, None] & gt_valid[:, None, :]
-    iou = torch.where(comparable, box_iou_elementwise(det_boxes[:, :, None], gt_boxes[:, None, :]), -1.0)
+    return torch.where(comparable, box_iou_elementwise(det_boxes[:, :, None], gt_boxes[:, None, :]), -1.0)
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    """w h of xyxy boxes (n, 4): the area COCOeval compares with an area range."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _outside(boxes: torch.Tensor, area_range: tuple[float, float]) -> torch.Tensor:
+    """COCOeval's test: box area < range[0] or > range[1]."""
+    area = _area(boxes)
+    return (area < area_range[0]) | (area > area_range[1])
+
+
+def _match_areas(
+    kept: list[tuple[torch.Tensor, torch.Tensor]],
+    gts: list[tuple[torch.Tensor, torch.Tensor]],
+    thresholds: torch.Tensor,
+    area_ranges: list[tuple[float, float]],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """COCOeval.evaluateImg for each area range: ground truth outside it is ignored, and so is a
+    detection that matched an ignored box or, unmatched, lies outside the range itself.
+
+    Returns per range (T, n) TP flags and (T, n) ignore flags over the detections, in ``_match``'s
+    order. The ranges are matched in one pass, stacked along the image axis.
+    """
+    n_ranges = len(area_ranges)
+    low = torch.tensor([r[0] for r in area_ranges], dtype=torch.float64).view(-1, 1, 1)
+    high = torch.tensor([r[1] for r in area_ranges], dtype=torch.float64).view(-1, 1, 1)
+    tps: list[list[torch.Tensor]] = [[] for _ in area_ranges]
+    ignores: list[list[torch.Tensor]] = [[] for _ in area_ranges]
+    for start in range(0, len(gts), _CHUNK):
+        dets_c, gts_c = kept[start : start + _CHUNK], gts[start : start + _CHUNK]
+        det_area, gt_area = _pad([_area(b) for b, _ in dets_c], 0.0), _pad([_area(b) for b, _ in gts_c], 0.0)
+        det_outside = ((det_area < low) | (det_area > high)).flatten(0, 1)  # (R I, D)
+        gt_ignore = ((gt_area < low) | (gt_area > high)).flatten(0, 1)  # (R I, G)
+        iou = _chunk_iou(dets_c, gts_c).repeat(n_ranges, 1, 1)  # (R I, D, G)
+        matched, to_ignored = _coco_matches_ignoring(iou, thresholds, gt_ignore)
+        ignore = to_ignored | (~matched & det_outside[:, None, :])
+        valid = _pad([torch.ones(len(b), dtype=torch.bool) for b, _ in dets_c], False)  # (I, D)
+        tp = matched & ~ignore
+        for r, (tp_r, ig_r) in enumerate(zip(tp.chunk(n_ranges), ignore.chunk(n_ranges), strict=True)):
+            # (I, T, D) -> (T, I, D) -> the valid detections, image by image: (T, n_chunk)
+            tps[r].append(tp_r.transpose(0, 1)[:, valid])
+            ignores[r].append(ig_r.transpose(0, 1)[:, valid])
+    empty = torch.zeros(len(thresholds), 0, dtype=torch.bool)
+    return [
+        (torch.cat(tp, 1) if tp else empty, torch.cat(ig, 1) if ig else empty)
+        for tp, ig in zip(tps, ignores, strict=True)
+    ]
+
+
+def _match_chunk(
+    dets: list[tuple[torch.Tensor, torch.Tensor]],
+    gts: list[tuple[torch.Tensor, torch.Tensor]],
+    thresholds: torch.Tensor,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """COCO (T, D_i) and VOC (D_i,) flags for a few images; dets (boxes, labels) in score order."""
+    iou = _chunk_iou(dets, gts)
     coco, voc = _coco_matches(iou, thresholds), _voc_true_positives(iou)
     n = [len(b) for b, _ in dets]
     return [coco[i, :, : n[i]] for i in range(len(n))], [voc[i, : n[i]] for i in range(len(n))]
@@ -214,7 +303,8 @@ def _match(
     ``max_detections`` per class, matched to the ground truth.
 
     Returns, concatenated over images in image order: scores (n,), labels (n,), rank within the
-    image and class (n,), COCO matches (T, n) and VOC true positives (n,).
+    image and class (n,), COCO matches (T, n) and VOC true positives (n,); then, per image, the
+    kept detections (boxes, labels) and the ground truth of the evaluated classes.
     """
     kept, scores, labels, ranks = [], [], [], []
     for boxes, lab, score in dets:
@@ -241,6 +331,8 @@ def _match(
         _cat(ranks, torch.long),
         coco_tp,
         _cat(voc, torch.bool),
+        kept,
+        gts,
     )
 
 
@@ -248,21 +340,22 @@ def _match(
 
 
 def _coco_precision_recall(
-    tp: torch.Tensor, scores: torch.Tensor, n_gt: int
+    tp: torch.Tensor, scores: torch.Tensor, n_gt: int, ignore: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """COCOeval.accumulate for one class: TP flags (T, n) and scores (n,), in decreasing score ->
     precision (T, R), the score at each recall threshold (T, R) and the final recall (T,).
 
     Precision at the 101 recall thresholds: the right-max envelope of the precision, read at the
     first detection whose recall reaches the threshold (``searchsorted``, side left), 0 past the
-    final recall; the score is that detection's (0 past the final recall, as COCOeval).
+    final recall; the score is that detection's (0 past the final recall, as COCOeval). Detections
+    flagged in ``ignore`` (T, n) count neither as true nor as false positives.
     """
     n_thr, n_det = tp.shape
     if n_det == 0:
         zeros = torch.zeros(n_thr, len(COCO_RECALL_THRESHOLDS), dtype=torch.float64)
         return zeros, zeros.clone(), torch.zeros(n_thr, dtype=torch.float64)
     tp_sum = tp.cumsum(1, dtype=torch.float64)
-    fp_sum = (~tp).cumsum(1, dtype=torch.float64)
+    fp_sum = (~tp if ignore is None else ~tp & ~ignore).cumsum(1, dtype=torch.float64)
     recall = tp_sum / n_gt
     precision = tp_sum / (tp_sum + fp_sum + _EPS)
     envelope = precision.flip(1).cummax(1).values.flip(1)
@@ -328,6 +421,31 @@ def _accumulate(
     return precision, score_at, recall, voc_ap
 
 
+def _accumulate_area(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    tp: torch.Tensor,
+    ignore: torch.Tensor,
+    gt_labels: torch.Tensor,
+    classes: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """COCO precision (T, R, K) and recall (T, K) of one area range with every kept detection;
+    ``gt_labels`` are the labels of the ground truth inside the range; -1 for classes without any."""
+    n_thr, n_cls = len(tp), len(classes)
+    precision = torch.full((n_thr, len(COCO_RECALL_THRESHOLDS), n_cls), -1.0, dtype=torch.float64)
+    recall = torch.full((n_thr, n_cls), -1.0, dtype=torch.float64)
+    for k, c in enumerate(classes):
+        n_gt = int((gt_labels == c).sum())
+        if n_gt == 0:
+            continue
+        mine = labels == c
+        order = torch.sort(scores[mine], descending=True, stable=True).indices
+        precision[:, :, k], _, recall[:, k] = _coco_precision_recall(
+            tp[:, mine][:, order], scores[mine][order], n_gt, ignore[:, mine][:, order]
+        )
+    return precision, recall
+
+
 def _summarize(
     precision: torch.Tensor,
     recall: torch.Tensor,
@@ -358,6 +476,7 @@ def mean_average_precision(
     max_detections: int = 100,
     class_ids: Iterable[int] | None = None,
     extended_summary: bool = False,
+    area_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """COCO mean average precision and recall (Lin et al. 2014; pycocotools' COCOeval, iouType "bbox").
 
@@ -381,6 +500,13 @@ def mean_average_precision(
     ``classes`` (int64): the sorted ``class_ids``, or else every label in preds and targets, in the
     order of the per-class tensors. Boxes and labels of other classes are ignored.
 
+    Size buckets: for each ``name: (low, high)`` of ``area_ranges`` (box areas in pixels^2,
+    default ``COCO_AREA_RANGES``: small up to 32^2, medium 32^2 to 96^2, large above), ``map_name``
+    and ``mar_name`` (at ``max_detections``) are COCOeval's AP and AR for that range: ground truth
+    whose area (w h) lies outside [low, high] is ignored, and so is a detection matched to it or,
+    unmatched, outside the range itself (``stats[3:6]`` and ``stats[9:12]``); -1 when no class has
+    ground truth in the range. Toy images are small: pass ranges rescaled to them, or ``{}`` to skip.
+
     With ``extended_summary=True`` (torchmetrics' name) it also returns COCOeval's arrays for
     area "all" and ``max_detections``: ``precision`` (T, R, K), the interpolated precision at
     each IoU threshold, recall threshold (``COCO_RECALL_THRESHOLDS``) and class; ``scores``
@@ -395,13 +521,22 @@ def mean_average_precision(
     else:
         classes = _class_ids(class_ids)
 
-    scores, labels, ranks, coco_tp, voc_tp = _match(dets, gts, classes, thresholds, max_detections)
+    ranges = _area_ranges(area_ranges)
+    scores, labels, ranks, coco_tp, voc_tp, kept, kept_gts = _match(
+        dets, gts, classes, thresholds, max_detections
+    )
     gt_labels = _cat([lab[torch.isin(lab, classes)] for _, lab in gts], torch.long)
     max_dets = sorted({min(1, max_detections), min(10, max_detections), max_detections})
     precision, score_at, recall, voc_ap = _accumulate(
         scores, labels, ranks, coco_tp, voc_tp, gt_labels, classes, max_dets
     )
     result = _summarize(precision, recall, voc_ap, thresholds, max_dets) | {"classes": classes}
+    matches = _match_areas(kept, kept_gts, thresholds, list(ranges.values())) if ranges else []
+    for (name, area_range), (tp, ignore) in zip(ranges.items(), matches, strict=True):
+        inside = _cat([lab[~_outside(b, area_range)] for b, lab in kept_gts], torch.long)
+        area_precision, area_recall = _accumulate_area(scores, labels, tp, ignore, inside, classes)
+        result[f"map_{name}"] = _mean_valid(area_precision)
+        result[f"mar_{name}"] = _mean_valid(area_recall)
     if extended_summary:
         result |= {"precision": precision, "scores": score_at, "recall": recall[:, :, -1]}
     return result
@@ -414,7 +549,9 @@ def recall_at_iou(
 ) -> float:
     """Share of all ground-truth objects matched one-to-one (as in COCO) by a detection of their
     class with IoU >= ``iou_threshold``, pooled over classes."""
-    r = mean_average_precision(preds, targets, iou_thresholds=[iou_threshold], extended_summary=True)
+    r = mean_average_precision(
+        preds, targets, iou_thresholds=[iou_threshold], extended_summary=True, area_ranges={}
+    )
     labels = torch.cat([t["labels"] for t in targets])
     n = torch.stack([(labels == c).sum() for c in r["classes"]]).double()
     return float((r["recall"][0].clamp(min=0) * n).sum() / n.sum())
