@@ -138,6 +138,13 @@ def _bucket(dets: Detections, targets: Detections, area_range: tuple[float, floa
     return float(result[f"{key}_bucket"])
 
 
+def _bucket_ratio(
+    dets: Detections, reference: Detections, targets: Detections, area_range: tuple[float, float], key: str
+) -> float:
+    """``key`` ('map' or 'mar') at IoU 0.5 in ``area_range`` of ``dets`` over that of ``reference``."""
+    return _bucket(dets, targets, area_range, key) / max(_bucket(reference, targets, area_range, key), 1e-12)
+
+
 def ap_small_ratio_at_least(
     dets: Detections,
     dets_baseline: Detections,
@@ -148,7 +155,7 @@ def ap_small_ratio_at_least(
 ) -> Claim:
     """AP@0.5 on small objects (box area in ``small``, pixels^2) of ``dets`` / that of
     ``dets_baseline``: at least ``bound``. A detector no better on small objects has ratio 1."""
-    ratio = _bucket(dets, targets, small, "map") / max(_bucket(dets_baseline, targets, small, "map"), 1e-12)
+    ratio = _bucket_ratio(dets, dets_baseline, targets, small, "map")
     return at_least("AP_small@0.5 / baseline's AP_small@0.5", ratio, bound)
 
 
@@ -163,9 +170,7 @@ def recall_share_at_least(
     """Recall at IoU 0.5 on objects whose box area lies in ``area_range``, ``dets`` / ``dets_reference``:
     at least ``bound`` (the share of the reference's recall kept). A detector that misses those
     objects keeps 0."""
-    share = _bucket(dets, targets, area_range, "mar") / max(
-        _bucket(dets_reference, targets, area_range, "mar"), 1e-12
-    )
+    share = _bucket_ratio(dets, dets_reference, targets, area_range, "mar")
     return at_least("recall@0.5 in the size range / reference's", share, bound)
 
 
@@ -180,5 +185,5 @@ def far_size_recall_at_most(
     """Recall at IoU 0.5 on objects whose box area lies in ``far`` (sizes far from the training size),
     single scale / image pyramid: at most ``bound``. A single-scale detector that already finds
     every size has ratio about 1."""
-    ratio = _bucket(dets_single, targets, far, "mar") / max(_bucket(dets_pyramid, targets, far, "mar"), 1e-12)
+    ratio = _bucket_ratio(dets_single, dets_pyramid, targets, far, "mar")
     return at_most("recall@0.5 at far sizes, single scale / pyramid", ratio, bound)
