@@ -277,3 +277,37 @@ def test_predict_heatmaps_batches_agree_and_the_mode_is_kept():
     for a, b in zip(whole, parts, strict=True):
         torch.testing.assert_close(a, b)
     assert whole.heatmap.shape == (7, 3, 16, 16)
+
+
+def test_ignored_cells_leave_the_heat_map_losses_as_if_they_were_not_there():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 4, 5, generator=g).clamp(0.01, 0.99)
+    target = torch.rand(2, 3, 4, 5, generator=g)
+    target[0, 1, 2, 3] = target[1, 0, 0, 0] = 1.0  # two centres
+    ignore = torch.zeros(2, 4, 5, dtype=torch.bool)
+    ignore[1, :, :2] = True  # the second image's two left columns, one centre among them
+    keep = ~ignore.unsqueeze(1)
+    # the same sums written out over the kept cells only
+    pos = target == 1
+    pos_sum = ((1 - pred) ** 2 * pred.log())[pos & keep].sum()
+    neg_sum = ((1 - target) ** 4 * pred**2 * (1 - pred).log())[~pos & keep].sum()
+    expected = -(pos_sum + neg_sum) / (pos & keep).sum()
+    torch.testing.assert_close(focal_loss_centernet(pred, target, ignore=ignore), expected)
+    bce = torch.nn.functional.binary_cross_entropy(pred, target, reduction="none")
+    torch.testing.assert_close(heatmap_bce(pred, target, ignore=ignore), bce[keep.expand_as(pred)].mean())
+    # nothing ignored: the plain losses
+    none = torch.zeros_like(ignore)
+    torch.testing.assert_close(
+        focal_loss_centernet(pred, target, ignore=none), focal_loss_centernet(pred, target)
+    )
+    torch.testing.assert_close(
+        heatmap_bce(pred, target), torch.nn.functional.binary_cross_entropy(pred, target)
+    )
+    # no gradient reaches an ignored cell
+    p = pred.clone().requires_grad_()
+    focal_loss_centernet(p, target, ignore=ignore).backward()
+    assert (p.grad[1, :, :, :2] == 0).all() and (p.grad[0] != 0).any()
+    with pytest.raises(ValueError, match="ignore must have shape"):
+        focal_loss_centernet(pred, target, ignore=ignore[:, :3])
+    with pytest.raises(TypeError, match="ignore"):
+        focal_loss_centernet(pred, target, ignore=ignore.float())

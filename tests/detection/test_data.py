@@ -396,3 +396,41 @@ def test_targets_format():
 def test_bad_input_raises_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_shapes(**kwargs)
+
+
+def test_face_scenes_are_skin_discs_with_two_eyes_inside_their_boxes():
+    from toyalgos.detection.data import FACE_SKIN, make_face_scenes
+
+    faces = make_face_scenes(
+        6, image_size=96, n_faces=(1, 1), size_range=(24.0, 24.0), noise=0.0, generator=_g(0)
+    )
+    assert faces.classes == ("face",) and all(lab.tolist() == [0] for lab in faces.labels)
+    for img, box in zip(faces.images, faces.boxes, strict=True):
+        x1, y1, x2, y2 = box[0].tolist()
+        skin = (img - torch.tensor(FACE_SKIN).view(3, 1, 1)).abs().amax(0) < 1e-6
+        dark = (img - 0.05).abs().amax(0) < 1e-6
+        ys, xs = torch.nonzero(skin | dark, as_tuple=True)
+        # the disc and its eyes fill exactly the box (to a pixel's rounding)
+        assert xs.min() >= math.floor(x1) and xs.max() <= math.ceil(x2)
+        assert ys.min() >= math.floor(y1) and ys.max() <= math.ceil(y2)
+        if (box[0, :2] > 0).all() and (box[0, 2:] < 96).all():  # unclipped: both eyes, left and right
+            ey, ex = torch.nonzero(dark, as_tuple=True)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            assert (ex < cx).any() and (ex > cx).any() and (ey < cy).all()
+            assert 0.8 <= len(ex) / (2 * math.pi * 2**2) <= 1.2  # two discs of radius 24 / 12 = 2
+    a = make_face_scenes(3, generator=_g(1))
+    b = make_face_scenes(3, generator=_g(1))
+    assert torch.equal(a.images, b.images)
+
+
+def test_a_later_face_hides_the_eyes_of_an_earlier_one():
+    from toyalgos.detection.data import make_face_scenes
+
+    scene = make_face_scenes(
+        200, image_size=48, n_faces=(2, 2), size_range=(20.0, 30.0), noise=0.0, generator=_g(2)
+    )
+    hidden = [v[0] < 0.5 for v in scene.visible]  # the first face mostly covered by the second
+    assert any(hidden)
+    dark = ((scene.images - 0.05).abs().amax(1) < 1e-6).flatten(1).sum(1)
+    # where the first face is mostly hidden, at most its visible part of the eyes is left: fewer dark pixels
+    assert dark[torch.tensor(hidden)].float().mean() < dark[~torch.tensor(hidden)].float().mean()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toyalgos.detection.boxes import box_iou
-from toyalgos.detection.centernet import CenterNetOutput
+from toyalgos.detection.centernet import CenterNetOutput, centernet_targets, ignore_cells
 from toyalgos.detection.data import make_shapes
 from toyalgos.detection.fpn import (
     FPN,
@@ -20,6 +20,7 @@ from toyalgos.detection.pyramid import (
     image_pyramid,
     mtcnn_scales,
     pyramid_cost,
+    snip_targets,
     snip_valid,
 )
 from toyalgos.nn import ConvBackbone
@@ -129,6 +130,52 @@ def test_snip_valid_keeps_sizes_in_range_at_the_scale():
     assert snip_valid(boxes, 2.0, (10.0, 32.0)).tolist() == [True, True, False]
     with pytest.raises(ValueError, match="valid_range"):
         snip_valid(boxes, 1.0, (5.0, 1.0))
+
+
+def test_snip_targets_split_the_objects_by_their_size_at_the_level():
+    boxes = [
+        torch.tensor([[0.0, 0.0, 8.0, 8.0], [10.0, 10.0, 26.0, 26.0], [0.0, 0.0, 40.0, 40.0]]),
+        torch.zeros(0, 4),
+    ]
+    labels = [torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.long)]
+    t = snip_targets(boxes, labels, 2.0, (10.0, 40.0))  # sizes at scale 2: 16, 32, 80
+    torch.testing.assert_close(t.boxes[0], boxes[0][:2] * 2)
+    assert t.labels[0].tolist() == [0, 1]
+    torch.testing.assert_close(t.ignored[0], boxes[0][2:] * 2)
+    assert t.boxes[1].shape == t.ignored[1].shape == (0, 4) and t.labels[1].shape == (0,)
+    # every object is a target or ignored, never both
+    t = snip_targets(boxes, labels, 0.5, (10.0, 40.0))  # sizes 4, 8, 20
+    assert len(t.boxes[0]) + len(t.ignored[0]) == 3 and t.labels[0].tolist() == [2]
+    with pytest.raises(ValueError, match="label tensors"):
+        snip_targets(boxes, labels[:1], 1.0, (1.0, 2.0))
+
+
+def test_ignore_cells_mark_the_cells_whose_centre_lies_in_an_ignored_box():
+    ignored = [
+        torch.tensor([[0.0, 0.0, 9.0, 5.0]]),
+        torch.zeros(0, 4),
+        torch.tensor([[12.0, 12.0, 16.0, 16.0]]),
+    ]
+    cells = ignore_cells(ignored, 16, 4)  # cell centres at 2, 6, 10, 14
+    # brute force: every cell of every image against every box
+    expected = torch.zeros(3, 4, 4, dtype=torch.bool)
+    for i, bs in enumerate(ignored):
+        for x1, y1, x2, y2 in bs.tolist():
+            for r in range(4):
+                for c in range(4):
+                    cx, cy = 4 * c + 2, 4 * r + 2
+                    expected[i, r, c] |= x1 <= cx <= x2 and y1 <= cy <= y2
+    assert torch.equal(cells, expected)
+    assert cells[0].sum() == 2 and cells[1].sum() == 0 and cells[2].sum() == 1  # columns 2, 6 of row 2
+    with pytest.raises(ValueError, match="multiple of stride"):
+        ignore_cells(ignored, 15, 4)
+    # centernet_targets carries them: by default nothing is ignored
+    boxes = [torch.tensor([[2.0, 2.0, 8.0, 8.0]])] * 3
+    labels = [torch.tensor([0])] * 3
+    assert torch.equal(centernet_targets(boxes, labels, 1, 16, ignored=ignored).ignore, cells)
+    assert not centernet_targets(boxes, labels, 1, 16).ignore.any()
+    with pytest.raises(ValueError, match="one box tensor per image"):
+        centernet_targets(boxes, labels, 1, 16, ignored=ignored[:2])
 
 
 def _fixed_size_detector(size, tolerance=0.25):

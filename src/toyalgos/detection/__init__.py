@@ -25,9 +25,10 @@ from .centernet import (
     gaussian_radius,
     heatmap_bce,
     heatmap_peaks,
+    ignore_cells,
     predict_heatmaps,
 )
-from .data import CLASSES, Shapes, hflip, make_shapes
+from .data import CLASSES, Shapes, hflip, make_face_scenes, make_shapes
 from .fpn import FPN, FPNCenterNet, assign_levels, conv_macs, decode_levels, fpn_centernet_loss, fpn_targets
 from .metrics import (
     COCO_AREA_RANGES,
@@ -37,7 +38,15 @@ from .metrics import (
     recall_at_iou,
 )
 from .plot import class_legend, draw_boxes, draw_grid, show_image
-from .pyramid import detect_pyramid, image_pyramid, mtcnn_scales, pyramid_cost, snip_valid
+from .pyramid import (
+    SnipTargets,
+    detect_pyramid,
+    image_pyramid,
+    mtcnn_scales,
+    pyramid_cost,
+    snip_targets,
+    snip_valid,
+)
 from .yolo import (
     YOLOv1,
     cell_boxes,
@@ -61,6 +70,7 @@ __all__ = [
     "FPNCenterNet",
     "COCO_RECALL_THRESHOLDS",
     "Shapes",
+    "SnipTargets",
     "YOLOv1",
     "assign_levels",
     "box_area",
@@ -89,9 +99,11 @@ __all__ = [
     "gaussian_radius",
     "heatmap_bce",
     "heatmap_peaks",
+    "ignore_cells",
     "hflip",
     "image_pyramid",
     "kept_objects",
+    "make_face_scenes",
     "make_shapes",
     "mean_average_precision",
     "mtcnn_scales",
@@ -102,6 +114,7 @@ __all__ = [
     "pyramid_cost",
     "recall_at_iou",
     "show_image",
+    "snip_targets",
     "snip_valid",
     "yolo_loss",
     "yolo_loss_terms",

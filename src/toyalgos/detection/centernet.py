@@ -33,13 +33,16 @@ class CenterNetTargets(NamedTuple):
 
     ``heatmap`` (N, C, H, W) the splatted Gaussians, exactly 1 at each centre cell; ``offset``
     (N, 2, H, W) the centre's position inside its cell, p/R - floor(p/R); ``size`` (N, 2, H, W)
-    the box's (w, h) in output cells; ``mask`` (N, H, W) True at the cells that hold a centre.
+    the box's (w, h) in output cells; ``mask`` (N, H, W) True at the cells that hold a centre;
+    ``ignore`` (N, H, W) True at the cells the heat-map loss leaves out (those inside the boxes
+    passed as ``ignored``: SNIP's objects outside a level's valid range), all False by default.
     """
 
     heatmap: torch.Tensor
     offset: torch.Tensor
     size: torch.Tensor
     mask: torch.Tensor
+    ignore: torch.Tensor
 
 
 class CenterNetOutput(NamedTuple):
@@ -109,6 +112,7 @@ def centernet_targets(
     image_size: int,
     stride: int = 4,
     min_overlap: float = 0.7,
+    ignored: Sequence[torch.Tensor] | None = None,
 ) -> CenterNetTargets:
     """Ground truth -> ``CenterNetTargets`` on the (image_size / stride)^2 output grid (Sec. 3).
 
@@ -117,7 +121,8 @@ def centernet_targets(
     exp(-||x - p̃||^2 / 2 sigma^2) inside a (2r + 1)^2 window, r = int(gaussian_radius(ceil h,
     ceil w)) in output cells and sigma = (2r + 1) / 6; where Gaussians overlap the element-wise
     maximum is kept. Offset and size are written at p̃; when two centres share a cell the larger
-    box's are kept (both heat peaks stay).
+    box's are kept (both heat peaks stay). ``ignored[i]`` (j_i, 4) are boxes whose cells the loss
+    leaves out (``ignore_cells``).
     """
     check_positive_int(C, "C")
     check_positive_int(image_size, "image_size")
@@ -148,7 +153,33 @@ def centernet_targets(
     offset[i, :, row, col] = centre[order] - cell[order]
     size[i, :, row, col] = wh[order]
     mask[i, row, col] = True
-    return CenterNetTargets(heatmap.view(N, C, H, H), offset, size, mask)
+    ignore = ignore_cells(ignored, image_size, stride) if ignored is not None else torch.zeros_like(mask)
+    if len(ignore) != N:
+        raise ValueError(f"ignored must hold one box tensor per image ({N}), got {len(ignore)}")
+    return CenterNetTargets(heatmap.view(N, C, H, H), offset, size, mask, ignore)
+
+
+def ignore_cells(ignored: Sequence[torch.Tensor], image_size: int, stride: int) -> torch.Tensor:
+    """(N, H, W) bool, H = W = image_size / stride: True at the output cells whose centre lies inside
+    one of the image's ``ignored`` boxes (xyxy pixels), the cells the heat-map loss leaves out."""
+    check_positive_int(image_size, "image_size")
+    check_positive_int(stride, "stride")
+    if image_size % stride:
+        raise ValueError(f"image_size must be a multiple of stride = {stride}, got {image_size}")
+    H = image_size // stride
+    centres = (torch.arange(H, dtype=torch.float32) + 0.5) * stride
+    flat = (
+        torch.cat([check_xyxy(b.reshape(-1, 4), "ignored") for b in ignored])
+        if ignored
+        else torch.zeros(0, 4)
+    )
+    image = torch.repeat_interleave(torch.arange(len(ignored)), torch.tensor([len(b) for b in ignored]))
+    x, y = centres.view(1, 1, H), centres.view(1, H, 1)
+    inside = (x >= flat[:, 0, None, None]) & (x <= flat[:, 2, None, None])  # (M, 1, W)
+    inside = inside & (y >= flat[:, 1, None, None]) & (y <= flat[:, 3, None, None])  # (M, H, W)
+    out = torch.zeros(len(ignored), H * H)
+    out.index_add_(0, image, inside.reshape(-1, H * H).float())
+    return out.view(-1, H, H) > 0
 
 
 def fcos_centerness(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -240,8 +271,24 @@ def _check_heatmaps(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError("pred must be probabilities in (0, 1) (clamp the sigmoid, as CenterNetOutput does)")
 
 
+def _kept_cells(pred: torch.Tensor, ignore: torch.Tensor | None) -> torch.Tensor:
+    """(N, 1, H, W) float, 0 at the ignored cells and 1 elsewhere."""
+    if ignore is None:
+        return torch.ones_like(pred[:, :1])
+    check_tensor(ignore, "ignore", dtype=torch.bool)
+    expected = (pred.shape[0], *pred.shape[2:])
+    if ignore.shape != expected:
+        raise ValueError(f"ignore must have shape (N, H, W) = {expected}, got {tuple(ignore.shape)}")
+    return (~ignore).unsqueeze(1).float()
+
+
 def focal_loss_centernet(
-    pred: torch.Tensor, target: torch.Tensor, *, alpha: float = 2.0, beta: float = 4.0
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float = 2.0,
+    beta: float = 4.0,
+    ignore: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CenterNet's penalty-reduced pixel-wise focal loss (Eq. 1), heat maps (N, C, H, W).
 
@@ -249,24 +296,31 @@ def focal_loss_centernet(
                          { (1 - Y)^beta Ŷ^alpha log(1 - Ŷ)         otherwise,
     N_pos the number of centres (Y = 1). (1 - Y)^beta spares the cells near a centre, whose
     Gaussian target says "almost an object"; Ŷ^alpha spares the easy background. With no
-    centre in the batch the sum is not divided, as in the released code.
+    centre in the batch the sum is not divided, as in the released code. Cells where ``ignore``
+    (N, H, W) is True are left out of the sum, as SNIP leaves out its invalid objects.
     """
     _check_heatmaps(pred, target)
     check_number(alpha, "alpha", 0)
     check_number(beta, "beta", 0)
+    kept = _kept_cells(pred, ignore)
     pos = target == 1
-    pos_term = (1 - pred) ** alpha * torch.log(pred) * pos
-    neg_term = (1 - target) ** beta * pred**alpha * torch.log(1 - pred) * ~pos
-    n_pos = pos.sum()
+    pos_term = (1 - pred) ** alpha * torch.log(pred) * pos * kept
+    neg_term = (1 - target) ** beta * pred**alpha * torch.log(1 - pred) * ~pos * kept
+    n_pos = (pos * kept).sum()
     total = pos_term.sum() + neg_term.sum()
     return -total / n_pos if n_pos > 0 else -total
 
 
-def heatmap_bce(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Plain binary cross-entropy against the Gaussian heat map, averaged over every cell: the
-    baseline the focal loss improves on (no down-weighting of easy background, no penalty reduction)."""
+def heatmap_bce(
+    pred: torch.Tensor, target: torch.Tensor, *, ignore: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Plain binary cross-entropy against the Gaussian heat map, averaged over every cell (but the
+    ``ignore``d ones): the baseline the focal loss improves on (no down-weighting of easy
+    background, no penalty reduction)."""
     _check_heatmaps(pred, target)
-    return F.binary_cross_entropy(pred, target)
+    kept = _kept_cells(pred, ignore).expand_as(pred)
+    bce = F.binary_cross_entropy(pred, target, reduction="none")
+    return (bce * kept).sum() / kept.sum().clamp(min=1)
 
 
 def _masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -280,20 +334,20 @@ def centernet_loss(
     images: torch.Tensor,
     targets: CenterNetTargets,
     *,
-    heat_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = focal_loss_centernet,
+    heat_loss: Callable[..., torch.Tensor] = focal_loss_centernet,
     size_weight: float = 0.1,
     offset_weight: float = 1.0,
 ) -> Loss:
     """L = L_k + lambda_size L_size + lambda_off L_off (Eq. 4; the paper's 0.1 and 1) on a batch.
 
-    ``targets`` from ``centernet_targets``; ``heat_loss`` is the heat-map term, the focal loss by
-    default (pass ``heatmap_bce`` for the plain baseline).
+    ``targets`` from ``centernet_targets``; ``heat_loss(pred, target, ignore=...)`` is the heat-map
+    term, the focal loss by default (pass ``heatmap_bce`` for the plain baseline).
     """
     check_number(size_weight, "size_weight", 0)
     check_number(offset_weight, "offset_weight", 0)
     out = model(images)
     terms = {
-        "heatmap": heat_loss(out.heatmap, targets.heatmap),
+        "heatmap": heat_loss(out.heatmap, targets.heatmap, ignore=targets.ignore),
         "size": size_weight * _masked_l1(out.size, targets.size, targets.mask),
         "offset": offset_weight * _masked_l1(out.offset, targets.offset, targets.mask),
     }

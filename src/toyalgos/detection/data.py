@@ -97,7 +97,8 @@ def make_shapes(
     scene = _layout(n, image_size, n_objects, size_range, cluster, generator=generator)
     counts, kind, size, centre, colour = scene
     background = 0.4 + noise * torch.randn(n, 3, image_size, image_size, generator=generator)
-    images, visible = _paint(background, counts, kind, size, centre, colour)
+    masks = _shape_masks(kind, centre[:, 0], centre[:, 1], size, image_size)  # (m, H, W)
+    images, visible, _ = _paint(background, counts, masks, colour)
     boxes = _extent(kind, size, centre, image_size)
     per_image = counts.tolist()
     return Shapes(
@@ -134,17 +135,14 @@ def _layout(
 
 
 def _paint(
-    background: torch.Tensor,
-    counts: torch.Tensor,
-    kind: torch.Tensor,
-    size: torch.Tensor,
-    centre: torch.Tensor,
-    colour: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (n, 3, H, W) in [0, 1] with the shapes painted in order, and each shape's visible fraction."""
+    background: torch.Tensor, counts: torch.Tensor, masks: torch.Tensor, colour: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paint the shapes' masks (m, H, W) in order, ``counts`` per image, on ``background`` (n, 3, H, W).
+
+    Returns the images in [0, 1], each shape's visible fraction (m,) and, per shape, where it is
+    the top one (m, H, W) bool."""
     n, _, image_size, _ = background.shape
-    m = len(kind)
-    masks = _shape_masks(kind, centre[:, 0], centre[:, 1], size, image_size)  # (m, H, W)
+    m = len(masks)
     image_of = torch.repeat_interleave(torch.arange(n), counts)
     # A pixel takes the colour of the last shape of its image that covers it.
     first = torch.cumsum(counts, 0) - counts  # index of each image's first shape
@@ -160,7 +158,7 @@ def _paint(
     # The fraction of each shape's pixels left visible by the shapes drawn over it.
     on_top = masks & (top[image_of] == rank.view(-1, 1, 1))
     visible = on_top.sum((1, 2)) / masks.sum((1, 2)).clamp(min=1)
-    return images.clamp(0, 1), visible
+    return images.clamp(0, 1), visible, on_top
 
 
 def _extent(kind: torch.Tensor, size: torch.Tensor, centre: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -188,3 +186,50 @@ def hflip(images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor
     flat = torch.cat([box.reshape(-1, 4) for box in boxes]) if boxes else torch.zeros(0, 4)
     flipped = torch.stack([width - flat[:, 2], flat[:, 1], width - flat[:, 0], flat[:, 3]], 1)
     return images.flip(-1), list(flipped.split([len(box) for box in boxes]))
+
+
+FACE_SKIN = (0.95, 0.8, 0.6)
+
+
+def make_face_scenes(
+    n: int,
+    image_size: int = 128,
+    n_faces: tuple[int, int] = (1, 3),
+    size_range: tuple[float, float] = (12.0, 48.0),
+    noise: float = 0.08,
+    *,
+    generator: torch.Generator | None = None,
+) -> Shapes:
+    """Toy "faces" for MTCNN's pyramid: skin-coloured discs with two dark eyes, one class ("face").
+
+    A face of diameter d has two eyes of diameter d/6, d/5 left and right of its centre and d/8
+    above it (a 12-pixel face still has 2-pixel eyes). Positions and sizes are drawn
+    as in ``make_shapes`` (uniform centre, size uniform in ``size_range``); later faces hide
+    earlier ones, eyes included; boxes are the discs' extents, clipped to the image.
+    """
+    _check_shape_options(n, image_size, n_faces, size_range, None, noise)
+    check_generator(generator)
+    counts, _, size, centre, _ = _layout(n, image_size, n_faces, size_range, None, generator=generator)
+    kind = torch.ones_like(size, dtype=torch.long)  # discs
+    background = 0.4 + noise * torch.randn(n, 3, image_size, image_size, generator=generator)
+    cx, cy = centre[:, 0], centre[:, 1]
+    discs = _shape_masks(kind, cx, cy, size, image_size)  # (m, H, W)
+    skin = torch.tensor(FACE_SKIN).expand(len(size), 3)
+    images, visible, on_top = _paint(background, counts, discs, skin)
+    eye = size / 6
+    eyes = _shape_masks(kind, cx - size / 5, cy - size / 8, eye, image_size) | _shape_masks(
+        kind, cx + size / 5, cy - size / 8, eye, image_size
+    )
+    image_of = torch.repeat_interleave(torch.arange(n), counts)
+    dark = torch.zeros(n, image_size * image_size)  # eyes not hidden by a later face
+    dark.index_add_(0, image_of, (eyes & on_top).flatten(1).float())
+    images = torch.where(dark.view(n, 1, image_size, image_size) > 0, 0.05, images)
+    boxes = _extent(kind, size, centre, image_size)
+    per_image = counts.tolist()
+    return Shapes(
+        images,
+        list(boxes.split(per_image)),
+        list(torch.zeros_like(kind).split(per_image)),
+        visible=list(visible.split(per_image)),
+        classes=("face",),
+    )

@@ -4,13 +4,16 @@ A detector trained on objects of one size finds objects of other sizes by seeing
 several scales (the classic sliding-window pyramid; MTCNN, Zhang et al. 2016, arXiv:1604.02878).
 Each scale costs in proportion to its area, so a pyramid costs sum_i scale_i^2 times one pass.
 SNIP (Singh & Davis 2018, arXiv:1711.08189) keeps, at each scale, only the objects whose rescaled
-size lies in the range the detector handles well, in training and at test time.
+size lies in the range the detector handles well, in training and at test time. In training
+(Sec. 5) the others are not background either: the cells they cover are left out of the loss
+(``snip_targets`` splits the objects; ``centernet_targets(..., ignored=...)`` marks their cells).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +88,34 @@ def snip_valid(boxes: torch.Tensor, scale: float, valid_range: tuple[float, floa
         raise ValueError(f"valid_range must be (low, high) with 0 <= low <= high, got {valid_range}")
     size = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt() * scale
     return (size >= low) & (size <= high)
+
+
+class SnipTargets(NamedTuple):
+    """One training level of SNIP, per image: the valid objects' boxes (k, 4, xyxy in the level's
+    pixels) and labels (k,), and the invalid objects' boxes (j, 4), which the loss ignores."""
+
+    boxes: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    ignored: list[torch.Tensor]
+
+
+def snip_targets(
+    boxes: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    scale: float,
+    valid_range: tuple[float, float],
+) -> SnipTargets:
+    """SNIP's training filter at one level of an image pyramid (Sec. 5): the objects (boxes in the
+    original image) whose size at ``scale`` lies in ``valid_range`` are the level's targets, the
+    others are ignored; every box is returned in the level's pixels (times ``scale``)."""
+    if len(boxes) != len(labels):
+        raise ValueError(f"got {len(boxes)} box tensors but {len(labels)} label tensors")
+    valid = [snip_valid(b, scale, valid_range) for b in boxes]
+    return SnipTargets(
+        [b[v] * scale for b, v in zip(boxes, valid, strict=True)],
+        [lab[v] for lab, v in zip(labels, valid, strict=True)],
+        [b[~v] * scale for b, v in zip(boxes, valid, strict=True)],
+    )
 
 
 def detect_pyramid(
