@@ -114,3 +114,58 @@ def exact_answers(
     """
     hit = (torch.as_tensor(answers) == torch.as_tensor(truth)).all(1).double().mean().item()
     return at_least(f"exact answers, {query}", hit, bound)
+
+
+# --- 25_mla_mtp: multi-head latent attention and multi-token prediction --------------------
+
+
+def _max_abs_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.shape != b.shape:
+        raise ValueError(f"the two outputs must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return (a.double() - b.double()).abs().max().item()
+
+
+def absorbed_matches_naive(naive: torch.Tensor, absorbed: torch.Tensor, *, bound: float = 1e-10) -> Claim:
+    """MLA's absorbed path (W^UK in the query, W^UV after attention) vs the naive one: max |Δ| <= ``bound``.
+
+    Both are outputs of the same weights on the same input, in float64 (rounding alone is then
+    ~1e-16). Absorbing W^UK while RoPE sits on the content keys (``coupled_rope_scores``) is
+    off by the size of the logits themselves.
+    """
+    return at_most("max |naive - absorbed| MLA output", _max_abs_difference(naive, absorbed), bound)
+
+
+def cached_matches_recomputed(
+    cached: torch.Tensor, recomputed: torch.Tensor, *, bound: float = 1e-10
+) -> Claim:
+    """Logits decoded token by token from the latent cache vs one full forward pass: max |Δ| <= ``bound``.
+
+    In float64. A cache whose rotary keys sit at the wrong positions, or a decoder that drops
+    the cache, fails by far more than rounding.
+    """
+    return at_most("max |cached - recomputed| logits", _max_abs_difference(cached, recomputed), bound)
+
+
+def cache_ratio_matches(
+    mha_elements: int, mla_elements: int, formula_ratio: float, *, bound: float = 1e-12
+) -> Claim:
+    """Measured MHA / MLA cache elements per token per layer against the formula's ratio: |Δ| <= ``bound``.
+
+    ``mha_elements`` and ``mla_elements`` are counted from the tensors a decoder keeps (keys and
+    values of every head; the latent and the shared rotary key); ``formula_ratio`` is
+    2 n_h d_h / (d_c + d_rope). A decoder that caches the materialised keys and values of the
+    naive path keeps n_h (2 d_h + d_rope) numbers instead and fails.
+    """
+    gap = abs(mha_elements / mla_elements - formula_ratio)
+    return at_most("|measured - formula| KV-cache ratio MHA / MLA", gap, bound)
+
+
+def drafts_accepted(accepted: torch.Tensor, *, bound: float = 0.7) -> Claim:
+    """Share of MTP drafts the main model accepts (``draft_acceptance``): at least ``bound``.
+
+    An untrained MTP module guesses among the vocabulary and is accepted about as often as
+    its guess happens to hit the main model's choice.
+    """
+    share = torch.as_tensor(accepted, dtype=torch.float64).mean().item()
+    return at_least("share of MTP drafts accepted", share, bound)
