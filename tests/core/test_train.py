@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from toyalgos.core import Loss, lr_factor, seed_everything, train
+from toyalgos.core import Loss, lr_factor, multistep_lr, seed_everything, train
 
 
 def _regression(n=512, generator=None):
@@ -100,6 +100,32 @@ def test_lr_factor():
     assert lr_factor(4, 100, "cosine", warmup=10) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="lr_schedule"):
         lr_factor(0, 10, "step")
+
+
+def test_multistep_schedule():
+    """DeepSeek LLM's schedule: warm-up, then 1, x0.316 from 80 % of the steps, x0.1 from 90 %."""
+    f = [lr_factor(s, 20, "multistep", warmup=4) for s in range(20)]
+    assert f == [0.25, 0.5, 0.75] + [1.0] * 13 + [0.316] * 2 + [0.1] * 2
+    assert f == [multistep_lr(s, 20, 4) for s in range(20)]
+    # train uses it: SGD (momentum 0.9) on the constant gradient of w, step by step
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(1))
+    train(
+        model,
+        lambda m, _: m.w.sum(),
+        torch.ones(4, 1),
+        steps=20,
+        lr=0.1,
+        optimizer="sgd",
+        lr_schedule="multistep",
+        warmup=4,
+        progress=False,
+    )
+    w = velocity = 0.0
+    for factor in f:
+        velocity = 0.9 * velocity + 1.0
+        w -= 0.1 * factor * velocity
+    assert model.w.item() == pytest.approx(w, rel=1e-6)
 
 
 @pytest.mark.parametrize(

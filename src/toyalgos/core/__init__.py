@@ -9,7 +9,7 @@ from .results import History, Loss, Samples
 from .rng import numpy_rng
 from .seed import get_device, model_device, seed_everything
 from .source import SourceCode, show_source
-from .train import lr_factor, make_optimizer, progress_bar, train
+from .train import lr_factor, make_optimizer, multistep_lr, progress_bar, train
 
 __all__ = [
     "Claim",
@@ -27,6 +27,7 @@ __all__ = [
     "lr_factor",
     "make_optimizer",
     "model_device",
+    "multistep_lr",
     "numpy_rng",
     "plot_losses",
     "progress_bar",

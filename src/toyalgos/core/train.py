@@ -59,14 +59,32 @@ def make_optimizer(
         return _OPTIMIZERS[name](params, foreach=True, **kwargs)
 
 
-def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule.
+LR_SCHEDULES = ("constant", "cosine", "multistep")
 
-    ``'constant'`` keeps 1; ``'cosine'`` decays from 1 to 0 over the steps after warm-up.
+
+def multistep_lr(step: int, steps: int, warmup: int = 0) -> float:
+    """DeepSeek LLM's multi-step schedule (arXiv:2401.02954, §2.3), as a multiplier of the peak rate.
+
+    Linear warm-up over ``warmup`` steps, then 1 until 80 % of the steps (of the tokens, at a
+    fixed batch), 0.316 until 90 %, and 0.1 for the last 10 %.
     """
     if warmup and step < warmup:
         return (step + 1) / warmup
-    if check_choice(schedule, "lr_schedule", ("constant", "cosine")) == "constant":
+    return 1.0 if step < 0.8 * steps else 0.316 if step < 0.9 * steps else 0.1
+
+
+def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule.
+
+    ``'constant'`` keeps 1; ``'cosine'`` decays from 1 to 0 over the steps after warm-up;
+    ``'multistep'`` is ``multistep_lr`` (x0.316 at 80 % of the steps, x0.1 at 90 %).
+    """
+    check_choice(schedule, "lr_schedule", LR_SCHEDULES)
+    if schedule == "multistep":
+        return multistep_lr(step, steps, warmup)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
         return 1.0
     progress = (step - warmup) / max(1, steps - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -111,7 +129,7 @@ def _check_options(
     check_positive_int(steps, "steps")
     check_positive_int(batch_size, "batch_size")
     check_number(lr, "lr", 0, low_open=True)
-    check_choice(lr_schedule, "lr_schedule", ("constant", "cosine"))
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
     check_generator(generator)
     if ema_decay is not None:
         check_number(ema_decay, "ema_decay", 0, 1, low_open=True, high_open=True)
@@ -146,7 +164,8 @@ def train(
             or an iterable of batches (cycled).
         steps: number of optimiser steps.
         optimizer: ``'adam'``, ``'adamw'`` or ``'sgd'``.
-        lr_schedule: ``'constant'`` or ``'cosine'`` (to zero), after ``warmup`` linear steps.
+        lr_schedule: ``'constant'``, ``'cosine'`` (to zero) or ``'multistep'`` (DeepSeek LLM's
+            x0.316 at 80 % and x0.1 at 90 % of the steps), after ``warmup`` linear steps.
         grad_clip: clip the global gradient norm to this value, if given.
         ema_decay: if given, keep an exponential moving average of the parameters,
             theta_ema <- d theta_ema + (1 - d) theta after every step (as DDPM does), and load it

@@ -1,15 +1,24 @@
-"""Language models at toy scale: an autoregressive Transformer and a masked diffusion one (LLaDA).
+"""Language models at toy scale, from one autoregressive Transformer to DeepSeek's parts.
 
-``tokenizer`` holds the character tokenizer and its special tokens; ``markov`` a corpus with a
-known entropy (``MarkovSource``) and its Bayes-optimal predictor (``MarkovOracle``); ``facts``
-the reversal-curse facts; ``deepseek`` DeepSeek-V3's parts (multi-head latent attention,
-multi-token prediction). The network is ``toyalgos.nn.Transformer`` (``causal=True`` or
-``False`` in its config). ``autoregressive`` and ``diffusion.masked`` hold the objectives,
-likelihoods and samplers; ``checks`` the token-batch check and ``sampling`` the Gumbel-max
-draw they share; ``claims`` the notebooks' claims, each measured against a stated bound.
+- ``tokenizer``: the character tokenizer and its special tokens; ``markov``: a corpus with a known
+  entropy (``MarkovSource``) and its Bayes-optimal predictor (``MarkovOracle``); ``facts``: the
+  reversal-curse facts.
+- ``autoregressive``: next-token loss, exact likelihood and sampler; ``checks`` the token-batch
+  check and ``sampling`` the Gumbel-max draw they share.
+- ``diffusion``: diffusion language models (masked diffusion / LLaDA, SEDD's score entropy,
+  block diffusion).
+- ``deepseek``: DeepSeek-V3's parts (mixture of experts, multi-head latent attention,
+  multi-token prediction, FP8 training).
+- ``scaling``: DeepSeek LLM's scaling laws (FLOPs per token, IsoFLOP curves, power-law fits) on
+  the standard library's source.
+- ``rl``: reinforcement learning with verifiable rewards (GRPO).
+- ``claims``: the notebooks' claims, each measured against a stated bound.
+
+The network is ``toyalgos.nn.Transformer`` (``causal=True`` or ``False`` in its config), with
+new parts passed in where a topic needs them.
 """
 
-from . import claims, deepseek, diffusion
+from . import claims, deepseek, diffusion, scaling
 from .autoregressive import ar_generate, ar_loss, ar_nll
 from .checks import check_tokens
 from .deepseek import (
@@ -37,20 +46,34 @@ from .diffusion import (
 from .facts import candidate_facts, fact_sequences, reversal_pairs
 from .markov import MarkovOracle, MarkovSource
 from .sampling import gumbel_argmax
+from .scaling import (
+    FlopsPerToken,
+    IsoFlopSweep,
+    PowerLaw,
+    fit_power_law,
+    flops_per_token,
+    isoflop_sweep,
+    multistep_lr,
+    parabola_vertex,
+    stdlib_corpus,
+)
 from .tokenizer import CharTokenizer, add_bos
 
 __all__ = [
+    "CharTokenizer",
+    "FlopsPerToken",
+    "IsoFlopSweep",
     "MLA",
     "MTPModule",
-    "CharTokenizer",
     "MarkovOracle",
     "MarkovSource",
     "MaskedBatch",
+    "PowerLaw",
     "add_bos",
-    "candidate_facts",
     "ar_generate",
     "ar_loss",
     "ar_nll",
+    "candidate_facts",
     "check_tokens",
     "claims",
     "coupled_rope_scores",
@@ -58,8 +81,11 @@ __all__ = [
     "diffusion",
     "draft_acceptance",
     "fact_sequences",
+    "fit_power_law",
+    "flops_per_token",
     "forward_mask",
     "gumbel_argmax",
+    "isoflop_sweep",
     "kv_cache_elements",
     "masked_token_loss",
     "mdm_generate",
@@ -69,8 +95,12 @@ __all__ = [
     "mdm_sft_loss",
     "mla_forward_cached",
     "mtp_loss",
+    "multistep_lr",
     "num_transfer_tokens",
+    "parabola_vertex",
     "reversal_pairs",
+    "scaling",
     "speculative_generate",
+    "stdlib_corpus",
     "unmasking_steps",
 ]

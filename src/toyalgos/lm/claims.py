@@ -10,6 +10,8 @@ and answers drawn at random each fail the claim they are meant to fail.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from toyalgos.core.claims import Claim, at_least, at_most
@@ -169,3 +171,59 @@ def drafts_accepted(accepted: torch.Tensor, *, bound: float = 0.7) -> Claim:
     """
     share = torch.as_tensor(accepted, dtype=torch.float64).mean().item()
     return at_least("share of MTP drafts accepted", share, bound)
+
+
+# --- 23_scaling_laws ------------------------------------------------------------------------
+
+
+def isoflop_minima_interior(vertices: Sequence[object], *, bound: float = 1.0) -> Claim:
+    """Share of IsoFLOP curves with an interior minimum: at least ``bound`` (all of them, by default).
+
+    ``vertices`` are ``parabola_vertex`` results, one per budget; a curve has an interior
+    minimum when its parabola in ln M opens upward with the vertex inside the sampled M. A
+    budget too large for the widths tried gives a loss that only falls with M, and fails.
+    """
+    if not vertices:
+        raise ValueError("vertices is empty")
+    share = sum(bool(v.interior) for v in vertices) / len(vertices)
+    return at_least("share of IsoFLOP curves with an interior minimum", share, bound)
+
+
+def optimum_predicted(predicted_m: float, measured_m: float, *, bound: float = 1.5) -> Claim:
+    """The held-out budget's optimal M, predicted vs measured, off by a factor of at most ``bound``.
+
+    The factor is max(p / m, m / p). Predicting the largest fitted budget's optimum (no
+    scaling law) misses a budget 3 times larger by about 3^a, 1.8 at a = 0.55.
+    """
+    if predicted_m <= 0 or measured_m <= 0:
+        raise ValueError(f"M must be positive, got {predicted_m}, {measured_m}")
+    factor = max(predicted_m / measured_m, measured_m / predicted_m)
+    return at_most("predicted / measured optimal M of the held-out budget (either way)", factor, bound)
+
+
+def loss_predicted(predicted_loss: float, measured_loss: float, *, bound: float = 0.02) -> Claim:
+    """The held-out budget's optimal loss, predicted vs measured: relative error at most ``bound``.
+
+    Predicting the smallest budget's loss (no scaling) misses by the whole gain of the extra
+    compute, about 15 % across 30 times the compute here.
+    """
+    error = abs(predicted_loss / measured_loss - 1)
+    return at_most("relative error of the held-out budget's predicted loss", error, bound)
+
+
+def exponent_within(a: float, *, low: float = 0.35, high: float = 0.75) -> Claim:
+    """The exponent a of M_opt = k C^a lies inside (``low``, ``high``): margin min(a - low, high - a) > 0.
+
+    a = 1 (every extra FLOP into the model, the data fixed) or a = 0 (every extra FLOP into
+    data) fall outside. The paper fits 0.5243; Chinchilla 0.49, Kaplan et al. 0.73.
+    """
+    return at_least(f"exponent a = {a:.3f}: margin inside ({low}, {high})", min(a - low, high - a), 0.0)
+
+
+def compute_within(flops: Sequence[float], *, bound: float = 1.5e12) -> Claim:
+    """Total FLOPs spent by the runs (M times the tokens each trained on): at most ``bound``.
+
+    1.5e12 FLOPs is what a minute on two CPU cores trains at toy widths. The same sweep at the
+    paper's budgets (1e17 and up) fails by five orders of magnitude.
+    """
+    return at_most("total training FLOPs spent", float(sum(flops)), bound)
