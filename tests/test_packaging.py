@@ -83,12 +83,14 @@ def test_notebook_is_stored_clean(path: Path):
 
 
 def _public_namespace() -> dict:
-    """Every public name of every family, as a notebook imports them."""
+    """Every public name of every family and sub-package, as a notebook imports them."""
     names = {}
-    for family in sorted(
-        p.name for p in (ROOT / "src" / "toyalgos").iterdir() if (p / "__init__.py").exists()
-    ):
-        module = importlib.import_module(f"toyalgos.{family}")
+    packages = sorted(
+        ".".join(p.parent.relative_to(ROOT / "src").parts)
+        for p in (ROOT / "src" / "toyalgos").glob("*/**/__init__.py")
+    )
+    for package in packages:
+        module = importlib.import_module(package)
         names.update({n: getattr(module, n) for n in module.__all__})
     return names
 
