@@ -23,12 +23,15 @@ from .autoregressive import ar_generate, ar_loss, ar_nll
 from .checks import check_tokens
 from .deepseek import (
     MLA,
+    FP8Linear,
     MTPModule,
     coupled_rope_scores,
     draft_acceptance,
+    fp8_matmul,
     kv_cache_elements,
     mla_forward_cached,
     mtp_loss,
+    quantize_fp8,
     speculative_generate,
 )
 from .diffusion import (
@@ -61,6 +64,7 @@ from .tokenizer import CharTokenizer, add_bos
 
 __all__ = [
     "CharTokenizer",
+    "FP8Linear",
     "FlopsPerToken",
     "IsoFlopSweep",
     "MLA",
@@ -84,6 +88,7 @@ __all__ = [
     "fit_power_law",
     "flops_per_token",
     "forward_mask",
+    "fp8_matmul",
     "gumbel_argmax",
     "isoflop_sweep",
     "kv_cache_elements",
@@ -98,6 +103,7 @@ __all__ = [
     "multistep_lr",
     "num_transfer_tokens",
     "parabola_vertex",
+    "quantize_fp8",
     "reversal_pairs",
     "scaling",
     "speculative_generate",

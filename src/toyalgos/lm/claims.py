@@ -16,6 +16,7 @@ import torch
 
 from toyalgos.core.claims import Claim, at_least, at_most
 
+from .deepseek.fp8 import relative_error
 from .markov import MarkovSource
 
 
@@ -227,3 +228,119 @@ def compute_within(flops: Sequence[float], *, bound: float = 1.5e12) -> Claim:
     paper's budgets (1e17 and up) fails by five orders of magnitude.
     """
     return at_most("total training FLOPs spent", float(sum(flops)), bound)
+
+
+# --- 27_fp8_training: simulated FP8 (DeepSeek-V3 §3.3) --------------------------------------
+# Quantisation errors are relative Frobenius errors (``relative_error``) of dequantised tensors;
+# accumulation errors compare a simulated GEMM with the exact product of the same FP8 operands;
+# training is judged by the validation loss, one value per seed.
+
+
+def fp8_tokens_kept(
+    x: torch.Tensor, x_hat: torch.Tensor, *, bound: float = 0.03, scaling: str = "1 x 128 tiles"
+) -> Claim:
+    """Mean over tokens (rows) of the relative error of ``x_hat``, a dequantised ``x``: at most ``bound``.
+
+    E4M3's three mantissa bits give about 2.6 % on a Gaussian row that has its own scale. On a
+    token-imbalanced tensor one scale for many tokens flushes the small ones to zero (error 1
+    for those tokens), and the mean exceeds 0.1.
+    """
+    error = relative_error(x, x_hat, dim=-1).mean().item()
+    return at_most(f"mean per-token FP8 error, {scaling}", error, bound)
+
+
+def fp8_tokens_lost(
+    x: torch.Tensor, x_hat: torch.Tensor, *, bound: float = 0.10, scaling: str = "per-tensor"
+) -> Claim:
+    """Mean over tokens of the relative error of ``x_hat``: at least ``bound`` (coarse scaling loses tokens).
+
+    The other side of ``fp8_tokens_kept``: a scaling that gives each token its own scale keeps
+    the mean near 0.026 and fails.
+    """
+    error = relative_error(x, x_hat, dim=-1).mean().item()
+    return at_least(f"mean per-token FP8 error, {scaling}", error, bound)
+
+
+def fp8_outlier_error_ratio(
+    x: torch.Tensor,
+    x_tensor: torch.Tensor,
+    x_tile: torch.Tensor,
+    channels: torch.Tensor,
+    *,
+    bound: float = 1.3,
+) -> Claim:
+    """Per-tensor over tile-wise FP8 error on the ordinary channels of ``x``: at least ``bound``.
+
+    ``channels`` are the outlier channels; the error is measured on all the others, which a
+    scale set by an outlier pushes down FP8's grid. Up to about 1000x the exponent absorbs the
+    outlier and the ratio stays near 1 (at 100x it fails the claim).
+    """
+    keep = torch.ones(x.shape[-1], dtype=torch.bool)
+    keep[torch.as_tensor(channels)] = False
+    ratio = relative_error(x[:, keep], x_tensor[:, keep]) / relative_error(x[:, keep], x_tile[:, keep])
+    return at_least("FP8 error on ordinary channels, per-tensor / tile", ratio.item(), bound)
+
+
+def promotion_cuts_error(
+    exact: torch.Tensor, unpromoted: torch.Tensor, promoted: torch.Tensor, *, bound: float = 10.0
+) -> Claim:
+    """Relative error of a GEMM without promotion over that with it: at least ``bound``.
+
+    ``exact`` is the exact product of the same FP8 operands, so only the accumulation differs.
+    With an exact (FP32) accumulator both errors are rounding noise and the ratio is about 1.
+    """
+    ratio = relative_error(exact, unpromoted) / relative_error(exact, promoted)
+    return at_least("accumulation error, no promotion / promotion", ratio.item(), bound)
+
+
+def accumulation_error_grows(
+    exact: torch.Tensor, results: dict[int, torch.Tensor], *, bound: float = 2.0
+) -> Claim:
+    """Smallest ratio of the errors at successive promotion intervals N_C (ascending): at least ``bound``.
+
+    ``results`` maps N_C to the GEMM's output. A short accumulator that truncates loses about
+    the same amount at every addition, so the error grows about in proportion to N_C (4x for a
+    4x longer interval); an exact accumulator's error does not grow.
+    """
+    if len(results) < 2:
+        raise ValueError(f"results needs at least two promotion intervals, got {sorted(results)}")
+    errors = [relative_error(exact, results[n]).item() for n in sorted(results)]
+    ratio = min(b / max(a, 1e-300) for a, b in zip(errors, errors[1:], strict=False))
+    sizes = " < ".join(map(str, sorted(results)))
+    return at_least(f"accumulation error growth between N_C = {sizes} (smallest ratio)", ratio, bound)
+
+
+def _gaps(losses: torch.Tensor | list[float], reference: torch.Tensor | list[float]) -> torch.Tensor:
+    losses = torch.as_tensor(losses, dtype=torch.float64).reshape(-1)
+    reference = torch.as_tensor(reference, dtype=torch.float64).reshape(-1)
+    if losses.shape != reference.shape or len(losses) == 0:
+        raise ValueError(f"need one loss per seed for both runs, got {len(losses)} and {len(reference)}")
+    return losses / reference - 1
+
+
+def fp8_loss_matches(
+    fp8_losses: torch.Tensor | list[float], fp32_losses: torch.Tensor | list[float], *, bound: float = 0.03
+) -> Claim:
+    """Largest relative gap |L_FP8 / L_FP32 - 1| over seeds (paired): at most ``bound``.
+
+    DeepSeek-V3 App. B.1 reports below 0.25 % at scale. A model whose FP8 operands are cast
+    without scaling (its gradients flush to zero) misses by far more and fails.
+    """
+    gap = _gaps(fp8_losses, fp32_losses).abs().max().item()
+    return at_most("FP8 vs FP32 validation loss, largest relative gap over seeds", gap, bound)
+
+
+def unscaled_fp8_loss_gap(
+    unscaled_losses: torch.Tensor | list[float],
+    fp32_losses: torch.Tensor | list[float],
+    *,
+    bound: float = 0.2,
+) -> Claim:
+    """Smallest relative excess L_cast / L_FP32 - 1 over seeds of FP8 without scaling: at least ``bound``.
+
+    A plain cast to E4M3 rounds weights of size 0.02 to a coarse subnormal grid and flushes
+    gradients below 0.001 to zero. Properly scaled FP8 lands within a fraction of a percent
+    of FP32 and fails this claim.
+    """
+    gap = _gaps(unscaled_losses, fp32_losses).min().item()
+    return at_least("FP8 cast without scaling vs FP32 validation loss, smallest relative excess", gap, bound)
