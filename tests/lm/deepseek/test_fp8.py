@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toyalgos.core import seed_everything
-from toyalgos.lm import FP8Linear, FP8Recipe, FP8Tensor, dequantize_fp8, fp8_matmul, quantize_fp8
+from toyalgos.lm import FP8Linear, fp8_matmul, quantize_fp8
 from toyalgos.lm.claims import (
     accumulation_error_grows,
     fp8_loss_matches,
@@ -24,7 +24,10 @@ from toyalgos.lm.deepseek import (
     FP8_COLUMN,
     FP8_FORMATS,
     FP8_TILE,
+    FP8Recipe,
+    FP8Tensor,
     convert_to_fp8,
+    dequantize_fp8,
     fake_quantize_fp8,
     fp8_cast,
     fp8_grid,
