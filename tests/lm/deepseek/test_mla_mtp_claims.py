@@ -110,24 +110,33 @@ def trained():
         train(model, partial(mtp_loss, lam=lam), draw, steps=150, lr=1e-2, generator=g, progress=False)
         models[lam] = model
     prompts = add_bos(source.sample(100, 2, generator=g), tok.bos_id)
-    return models, prompts
+    samples = add_bos(source.sample(100, 16, generator=g), tok.bos_id)
+    return models, prompts, samples
 
 
 def test_drafts_accepted_holds_after_mtp_training(trained):
-    models, prompts = trained
+    models, prompts, _ = trained
     x = ar_generate(models[0.3].main, prompts, gen_length=12, temperature=0).x
     assert drafts_accepted(draft_acceptance(models[0.3], x, prompt_length=3)).holds
 
 
+def test_drafts_accepted_teacher_forced_holds_after_mtp_training_and_fails_without(trained):
+    """On source samples every state is a context, not only the few of a greedy rollout's cycle."""
+    models, _, samples = trained
+    claim = drafts_accepted(draft_acceptance(models[0.3], samples), label="teacher-forced")
+    assert claim.holds and "teacher-forced" in claim.statement
+    assert not drafts_accepted(draft_acceptance(models[0.0], samples)).holds
+
+
 def test_drafts_accepted_fails_on_an_untrained_mtp_module(trained):
-    models, prompts = trained
+    models, prompts, _ = trained
     x = ar_generate(models[0.0].main, prompts, gen_length=12, temperature=0).x
     assert not drafts_accepted(draft_acceptance(models[0.0], x, prompt_length=3)).holds
 
 
 def test_speculative_identity_uses_exact_answers(trained):
     """Output identity is ``exact_answers(spec, greedy, bound=1.0)``: one differing token fails it."""
-    models, prompts = trained
+    models, prompts, _ = trained
     x = ar_generate(models[0.3].main, prompts, gen_length=12, temperature=0).x
     assert exact_answers(x, x, bound=1.0).holds
     y = x.clone()
