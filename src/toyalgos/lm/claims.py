@@ -17,6 +17,7 @@ import torch
 from toyalgos.core.claims import Claim, at_least, at_most
 
 from .deepseek.fp8 import relative_error
+from .deepseek.moe import max_violation
 from .markov import MarkovSource
 
 
@@ -346,3 +347,65 @@ def unscaled_fp8_loss_gap(
     """
     gap = _gaps(unscaled_losses, fp32_losses).min().item()
     return at_least("FP8 cast without scaling vs FP32 validation loss, smallest relative excess", gap, bound)
+
+
+# --- 24_deepseek_moe: load balancing of a DeepSeekMoE layer -------------------------------------
+
+
+def _max_vio(load: torch.Tensor) -> float:
+    return max_violation(torch.as_tensor(load))
+
+
+def maxvio_reduced(
+    load: torch.Tensor, baseline_load: torch.Tensor, *, bound: float = 0.5, label: str = "balanced vs none"
+) -> Claim:
+    """MaxVio of a model's expert load over a baseline's: at most ``bound``.
+
+    Loads are per-expert counts ``(E,)`` or ``(layers, E)`` (``expert_load`` on held-out tokens
+    gives MaxVio_global). A router no better balanced than the baseline scores about 1.
+    """
+    ratio = _max_vio(load) / max(_max_vio(baseline_load), 1e-12)
+    return at_most(f"MaxVio_global ratio, {label}", ratio, bound)
+
+
+def balances_worse(
+    load: torch.Tensor, reference_load: torch.Tensor, *, bound: float = 1.5, label: str = "vs reference"
+) -> Claim:
+    """MaxVio of a model's expert load over a reference model's: at least ``bound``.
+
+    For a setting that should balance worse (a too large bias step); two equally balanced
+    routers score about 1.
+    """
+    ratio = _max_vio(load) / max(_max_vio(reference_load), 1e-12)
+    return at_least(f"MaxVio_global ratio, {label}", ratio, bound)
+
+
+def loss_close_to_baseline(
+    loss: torch.Tensor | float,
+    baseline_loss: torch.Tensor | float,
+    *,
+    bound: float = 0.015,
+    label: str = "model",
+) -> Claim:
+    """Relative excess of a validation loss over a baseline's, mean / mean - 1: at most ``bound``.
+
+    Lower is fine (a negative excess); an untrained or badly hurt model is far above.
+    """
+    excess = _mean(loss) / _mean(baseline_loss) - 1.0
+    return at_most(f"validation loss excess over the baseline, {label}", excess, bound)
+
+
+def loss_cost_at_least(
+    loss: torch.Tensor | float,
+    baseline_loss: torch.Tensor | float,
+    *,
+    bound: float = 0.005,
+    label: str = "model",
+) -> Claim:
+    """Relative excess of a validation loss over a baseline's, mean / mean - 1: at least ``bound``.
+
+    For a setting that should cost quality (a strong balance loss); two equally good models
+    score about 0.
+    """
+    excess = _mean(loss) / _mean(baseline_loss) - 1.0
+    return at_least(f"validation loss cost over the baseline, {label}", excess, bound)

@@ -10,6 +10,11 @@ here, passed into ``toyalgos.nn.Transformer`` as a part, wrapped around it or co
 - ``mla``: ``MLA`` (naive and absorbed paths), its ``LatentCache`` and cached decoding
   (``mla_forward_cached``), the KV-cache sizes of MHA, GQA, MQA and MLA
   (``kv_cache_elements``), and why RoPE needs the decoupled key (``coupled_rope_scores``);
+- ``moe``: the DeepSeekMoE layer (``MoE``: shared and fine-grained routed experts, top-K on
+  bias-adjusted scores, gates from the unbiased ones), its balancing (the sequence-wise
+  auxiliary loss, ``moe_ar_loss``; the loss-free bias, ``bias_update``) and load statistics
+  (``expert_load``, ``max_violation``); ``domains`` a mixture of Markov sources, one domain per
+  sequence, for expert specialisation;
 - ``mtp``: the ``MTPModule`` with its shared embedding and head, ``mtp_loss``, and
   self-speculative greedy decoding (``speculative_generate``, ``draft_acceptance``);
 - ``fp8``: simulated FP8 mixed-precision training: E4M3 / E5M2 casts, per-tensor, 1 x 128 tile
@@ -18,6 +23,7 @@ here, passed into ``toyalgos.nn.Transformer`` as a part, wrapped around it or co
   on FP8 operands (``FP8Linear``, ``convert_to_fp8``).
 """
 
+from .domains import DomainBatch, DomainMixture
 from .fp8 import (
     DEEPSEEK_V3_FP8,
     FP8_BLOCK,
@@ -54,11 +60,30 @@ from .mla import (
     kv_cache_elements,
     mla_forward_cached,
 )
+from .moe import (
+    Expert,
+    MoE,
+    Routing,
+    RoutingLog,
+    balance_term,
+    bias_update,
+    expert_affinity,
+    expert_counts,
+    expert_load,
+    max_violation,
+    moe_ar_loss,
+    moe_feed_forward,
+    moe_layers,
+    route_tokens,
+)
 from .mtp import MTPModule, MTPOutput, draft_acceptance, mtp_loss, speculative_generate
 
 __all__ = [
     "CachedForward",
     "DEEPSEEK_V3_FP8",
+    "DomainBatch",
+    "DomainMixture",
+    "Expert",
     "FP8Format",
     "FP8Linear",
     "FP8LinearFunction",
@@ -72,12 +97,20 @@ __all__ = [
     "MLA",
     "MTPModule",
     "MTPOutput",
+    "MoE",
     "OutlierActivations",
     "RopeScores",
+    "Routing",
+    "RoutingLog",
+    "balance_term",
+    "bias_update",
     "convert_to_fp8",
     "coupled_rope_scores",
     "dequantize_fp8",
     "draft_acceptance",
+    "expert_affinity",
+    "expert_counts",
+    "expert_load",
     "fake_quantize_fp8",
     "fp8_cast",
     "fp8_grid",
@@ -86,11 +119,16 @@ __all__ = [
     "fp8_to_float",
     "kv_cache_elements",
     "limited_precision_matmul",
+    "max_violation",
     "mla_forward_cached",
+    "moe_ar_loss",
+    "moe_feed_forward",
+    "moe_layers",
     "mtp_loss",
     "outlier_channels",
     "quantize_fp8",
     "relative_error",
+    "route_tokens",
     "speculative_generate",
     "token_imbalanced",
     "truncate_significand",
