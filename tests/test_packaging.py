@@ -104,9 +104,13 @@ def test_stored_source_is_the_library_source(path: Path):
     names = _public_namespace()
     stale = []
     for cell in json.loads(path.read_text())["cells"]:
-        match = re.search(r"show_source\(([\w.]+)\)", "".join(cell["source"]))
-        if cell["cell_type"] != "code" or not match:
+        calls = re.findall(r"show_source\(([\w.]+)\)", "".join(cell["source"]))
+        if cell["cell_type"] != "code" or not calls:
             continue
+        if len(calls) > 1:  # a cell displays only its last expression: the others would be lost
+            stale.append(f"{', '.join(calls)} (one show_source per cell)")
+            continue
+        match = re.search(r"show_source\(([\w.]+)\)", "".join(cell["source"]))
         shown = [
             "".join(o["data"]["text/markdown"])
             for o in cell["outputs"]
