@@ -18,7 +18,7 @@ The network is ``toyalgos.nn.Transformer`` (``causal=True`` or ``False`` in its 
 new parts passed in where a topic needs them.
 """
 
-from . import claims, deepseek, diffusion, scaling
+from . import claims, deepseek, diffusion, rl, scaling
 from .autoregressive import ar_generate, ar_loss, ar_nll
 from .checks import check_tokens
 from .deepseek import (
@@ -53,6 +53,14 @@ from .diffusion import (
 )
 from .facts import candidate_facts, fact_sequences, reversal_pairs
 from .markov import MarkovOracle, MarkovSource
+from .rl import (
+    GRPOHistory,
+    grpo_advantages,
+    grpo_loss,
+    grpo_train,
+    kl_k3,
+    rule_reward,
+)
 from .sampling import gumbel_argmax
 from .scaling import (
     FlopsPerToken,
@@ -72,6 +80,7 @@ __all__ = [
     "DomainMixture",
     "FP8Linear",
     "FlopsPerToken",
+    "GRPOHistory",
     "IsoFlopSweep",
     "MLA",
     "MTPModule",
@@ -96,8 +105,12 @@ __all__ = [
     "flops_per_token",
     "forward_mask",
     "fp8_matmul",
+    "grpo_advantages",
+    "grpo_loss",
+    "grpo_train",
     "gumbel_argmax",
     "isoflop_sweep",
+    "kl_k3",
     "kv_cache_elements",
     "masked_token_loss",
     "max_violation",
@@ -115,6 +128,8 @@ __all__ = [
     "parabola_vertex",
     "quantize_fp8",
     "reversal_pairs",
+    "rl",
+    "rule_reward",
     "scaling",
     "speculative_generate",
     "stdlib_corpus",

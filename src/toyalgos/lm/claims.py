@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from toyalgos.core.claims import Claim, at_least, at_most
@@ -409,3 +410,55 @@ def loss_cost_at_least(
     """
     excess = _mean(loss) / _mean(baseline_loss) - 1.0
     return at_least(f"validation loss cost over the baseline, {label}", excess, bound)
+
+
+# --- 26_grpo: pure RL with group-relative advantages ---------------------------------------
+
+
+def rl_start_accuracy(accuracy: float, *, bound: float = 0.05) -> Claim:
+    """Greedy accuracy on the held-out problems before RL: at most ``bound`` (the policy starts near 0).
+
+    A policy that already solves the task (the same network after RL) fails.
+    """
+    return at_most("held-out greedy accuracy before RL", accuracy, bound)
+
+
+def rl_final_accuracy(accuracy: float, *, bound: float = 0.9) -> Claim:
+    """Greedy accuracy on the held-out problems after RL: at least ``bound``.
+
+    The policy before RL, or a run whose rewards were ignored, fails.
+    """
+    return at_least("held-out greedy accuracy after RL", accuracy, bound)
+
+
+def format_before_accuracy(
+    format_rate: np.ndarray, accuracy: np.ndarray, *, bound: float = 0.95, level: float = 0.2
+) -> Claim:
+    """The best format compliance over the steps before accuracy first exceeds ``level``: at least ``bound``.
+
+    ``format_rate`` and ``accuracy`` are per-step shares of the sampled completions. A run in
+    which format and accuracy rise together fails; a run whose accuracy never exceeds
+    ``level`` raises, since there is no order to judge.
+    """
+    format_rate, accuracy = np.asarray(format_rate, float), np.asarray(accuracy, float)
+    if format_rate.shape != accuracy.shape or format_rate.ndim != 1:
+        raise ValueError(
+            f"format_rate and accuracy must be 1-D of one length, got {format_rate.shape}, {accuracy.shape}"
+        )
+    above = np.flatnonzero(accuracy > level)
+    if not len(above):
+        raise ValueError(f"accuracy never exceeds {level}: no order between format and accuracy to judge")
+    best = format_rate[: above[0]].max() if above[0] > 0 else 0.0
+    return at_least(f"format compliance before accuracy passes {level:.0%}", best, bound)
+
+
+def fewer_samples_than(
+    samples: float, baseline_samples: float, *, bound: float = 1.5, label: str = ""
+) -> Claim:
+    """Samples the baseline needs over those the method needs (to reach one accuracy): at least ``bound``.
+
+    ``inf`` for a baseline that never reaches it counts as a win; equal counts score 1.
+    """
+    return at_least(
+        f"samples to the same accuracy, baseline / method {label}".strip(), baseline_samples / samples, bound
+    )
