@@ -40,7 +40,13 @@ from .deepseek import (
     speculative_generate,
 )
 from .diffusion import (
+    BlockMasks,
     MaskedBatch,
+    NELBOEstimate,
+    bd3_generate,
+    bd3_loss,
+    bd3_nelbo,
+    block_diffusion_masks,
     forward_mask,
     masked_token_loss,
     mdm_generate,
@@ -76,6 +82,7 @@ from .scaling import (
 from .tokenizer import CharTokenizer, add_bos
 
 __all__ = [
+    "BlockMasks",
     "CharTokenizer",
     "DomainMixture",
     "FP8Linear",
@@ -88,11 +95,16 @@ __all__ = [
     "MarkovSource",
     "MaskedBatch",
     "MoE",
+    "NELBOEstimate",
     "PowerLaw",
     "add_bos",
     "ar_generate",
     "ar_loss",
     "ar_nll",
+    "bd3_generate",
+    "bd3_loss",
+    "bd3_nelbo",
+    "block_diffusion_masks",
     "candidate_facts",
     "check_tokens",
     "claims",

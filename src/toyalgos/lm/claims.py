@@ -462,3 +462,70 @@ def fewer_samples_than(
     return at_least(
         f"samples to the same accuracy, baseline / method {label}".strip(), baseline_samples / samples, bound
     )
+
+
+# ------------------------------------------------------------------- 22_block_diffusion
+
+
+def nelbo_falls_with_block_size(
+    per_sequence: list[torch.Tensor], labels: list[str], *, bound: float = 2.0
+) -> Claim:
+    """Each NELBO below the one before it by at least ``bound`` standard errors of the gap.
+
+    ``per_sequence`` holds one ``(N,)`` tensor per block size, largest block first, all scored
+    on the same N held-out sequences, so each gap is measured pairwise: z = mean(a - b) /
+    s.e.(a - b), which removes the spread of the sequences' own NLLs. The claim is the smallest
+    z. One model scored several times gives z near 0; a reversed order negative z.
+    """
+    values = [torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in per_sequence]
+    if len(values) < 2 or len(values) != len(labels):
+        raise ValueError("give at least two per-sequence NELBOs and one label each")
+    if any(len(v) != len(values[0]) for v in values) or len(values[0]) < 2:
+        raise ValueError("the NELBOs must be scored on the same sequences (equal lengths, at least 2)")
+    z = []
+    for a, b in zip(values[:-1], values[1:], strict=True):
+        gap = a - b
+        z.append((gap.mean() / (gap.std() / len(gap) ** 0.5).clamp(min=1e-12)).item())
+    order = " > ".join(f"L'={label}" for label in labels)
+    return at_least(f"NELBO {order}: smallest gap in standard errors", min(z), bound)
+
+
+def nll_matches_ar(
+    nll: torch.Tensor | float, ar_nll: torch.Tensor | float, *, bound: float = 0.02, model: str = "model"
+) -> Claim:
+    """|NLL / AR NLL - 1| at most ``bound``: the two agree, neither above nor below.
+
+    Both per token on the same held-out sequences. An untrained network is far above (about
+    log V / NLL); a model that undercuts the AR NLL by more than the bound fails too.
+    """
+    ratio = _mean(nll) / _mean(ar_nll)
+    return at_most(f"|{model} NLL / AR NLL - 1|", abs(ratio - 1), bound)
+
+
+def clipped_variance_ratio(clipped: torch.Tensor, full: torch.Tensor, *, bound: float = 0.7) -> Claim:
+    """Variance of the loss under the clipped schedule over that under U[0, 1]: at most ``bound``.
+
+    Each tensor is ``(R,)`` or ``(K, R)``: R losses of a batch, each with fresh t and masks, for K
+    batches (the same batches for both schedules); the variance over the R draws is averaged
+    over the K batches, so it measures the schedule's Monte Carlo noise, not the spread of the
+    data. Two estimates under the same schedule give a ratio near 1.
+    """
+    clipped = torch.as_tensor(clipped, dtype=torch.float64)
+    full = torch.as_tensor(full, dtype=torch.float64)
+    if clipped.shape[-1] < 2 or full.shape[-1] < 2:
+        raise ValueError("give at least two losses per batch for each schedule")
+    ratio = (clipped.var(dim=-1).mean() / full.var(dim=-1).mean()).item()
+    return at_most("per-batch NELBO variance, clipped / U[0, 1]", ratio, bound)
+
+
+def same_tokens(
+    a: torch.Tensor, b: torch.Tensor, *, bound: float = 1.0, label: str = "cached vs recomputed"
+) -> Claim:
+    """Share of positions where two samplers' tokens agree: at least ``bound`` (1: identical).
+
+    Two runs from different seeds agree on about the share of a random match.
+    """
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return at_least(f"share of identical tokens, {label}", (a == b).double().mean().item(), bound)
