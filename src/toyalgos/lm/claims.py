@@ -529,3 +529,68 @@ def same_tokens(
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     return at_least(f"share of identical tokens, {label}", (a == b).double().mean().item(), bound)
+
+
+# ------------------------------------------------------------------ 21_score_entropy
+
+
+def losses_agree(
+    loss_a: torch.Tensor | float,
+    loss_b: torch.Tensor | float,
+    *,
+    bound: float = 1e-6,
+    label: str = "two losses",
+) -> Claim:
+    """|loss_a - loss_b| on the same draws (masks and t): at most ``bound``.
+
+    MDLM's log-linear loss and LLaDA's at eps = 0 are the same function of the same draws; a
+    predictor without MDLM's SUBS (the mask keeps some probability) or other masks differ.
+    """
+    gap = abs(_mean(loss_a) - _mean(loss_b))
+    return at_most(f"|difference| of {label} on identical masks and t", gap, bound)
+
+
+def bound_below(
+    better: torch.Tensor, worse: torch.Tensor, *, bound: float = 3.0, label: str = "A below B"
+) -> Claim:
+    """Paired gap worse - better, per sequence, in standard errors of its mean: at least ``bound``.
+
+    ``better`` and ``worse`` hold one value per held-out sequence (the same sequences, e.g. two
+    NLL bounds), so the sequences' own spread cancels. Two equal models score 0.
+    """
+    better = torch.as_tensor(better, dtype=torch.float64).reshape(-1)
+    worse = torch.as_tensor(worse, dtype=torch.float64).reshape(-1)
+    if better.shape != worse.shape or len(better) < 2:
+        raise ValueError(
+            f"better and worse need one value per sequence each, got {better.shape}, {worse.shape}"
+        )
+    gap = worse - better
+    z = (gap.mean() / (gap.std() / len(gap) ** 0.5).clamp(min=1e-12)).item()
+    return at_least(f"{label}, paired gap in standard errors", z, bound)
+
+
+def _allowed_share(samples: torch.Tensor, source: MarkovSource) -> float:
+    """The share of adjacent pairs of ``samples`` ``(N, L)`` (token ids) that the source can emit."""
+    s = samples.cpu() - source.tokenizer.offset
+    symbol = (s >= 0) & (s < source.n_states)
+    s = s.clamp(0, source.n_states - 1)
+    ok = (source.transition[s[:, :-1], s[:, 1:]] > 0) & symbol[:, :-1] & symbol[:, 1:]
+    return ok.double().mean().item()
+
+
+def more_allowed_transitions(
+    samples: torch.Tensor,
+    baseline: torch.Tensor,
+    source: MarkovSource,
+    *,
+    bound: float = 0.08,
+    label: str = "sampler vs baseline",
+) -> Claim:
+    """Share of allowed adjacent pairs of one sampler minus a baseline's: at least ``bound``.
+
+    A smoother measure than whole valid sequences when few are valid: each of the L - 1 pairs
+    of every sample counts, allowed when the source has that transition. Two equally good
+    samplers score 0.
+    """
+    gain = _allowed_share(samples, source) - _allowed_share(baseline, source)
+    return at_least(f"more allowed transitions, {label}", gain, bound)
