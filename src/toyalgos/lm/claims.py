@@ -515,7 +515,7 @@ def clipped_variance_ratio(clipped: torch.Tensor, full: torch.Tensor, *, bound: 
     if clipped.shape[-1] < 2 or full.shape[-1] < 2:
         raise ValueError("give at least two losses per batch for each schedule")
     ratio = (clipped.var(dim=-1).mean() / full.var(dim=-1).mean()).item()
-    return at_most("per-batch NELBO variance, clipped / U[0, 1]", ratio, bound)
+    return at_most("variance of a batch's loss over draws of t and masks, clipped / U[0, 1]", ratio, bound)
 
 
 def same_tokens(
