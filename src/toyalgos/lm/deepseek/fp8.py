@@ -77,8 +77,8 @@ def _format(fmt: str) -> FP8Format:
 def fp8_grid(fmt: str = "e4m3") -> torch.Tensor:
     """Every finite value >= 0 of the format, ascending (float32): the grid FP8 rounds to.
 
-    Read off all 256 bit patterns. E4M3 has 127 of them (0, 7 subnormals, 15 binades of 8),
-    E5M2 124 (0, 3 subnormals, 30 binades of 4).
+    Read off all 256 bit patterns. E4M3 has 127 of them (0, 7 subnormals, 15 binades of 8 less
+    the top code, which is NaN), E5M2 124 (0, 3 subnormals, 30 binades of 4).
     """
     values = _decode_table(_format(fmt).dtype)
     return values[torch.isfinite(values) & (values >= 0)].unique()
