@@ -228,8 +228,9 @@ def exponent_within(a: float, *, low: float = 0.35, high: float = 0.75) -> Claim
 def compute_within(flops: Sequence[float], *, bound: float = 1.5e12) -> Claim:
     """Total FLOPs spent by the runs (M times the tokens each trained on): at most ``bound``.
 
-    1.5e12 FLOPs is what a minute on two CPU cores trains at toy widths. The same sweep at the
-    paper's budgets (1e17 and up) fails by five orders of magnitude.
+    1.5e12 FLOPs is about what a minute on two CPU cores trains when a step is mostly arithmetic
+    (a few 1e10 FLOP/s); the narrowest models run far below that, so the clock binds first. The
+    same sweep at the paper's budgets (1e17 and up) fails by five orders of magnitude.
     """
     return at_most("total training FLOPs spent", float(sum(flops)), bound)
 

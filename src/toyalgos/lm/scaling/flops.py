@@ -12,7 +12,7 @@ so that the compute of a run is C = M D for D training tokens, where Chinchilla 
 C = 6 N D. A block's weights are 12 d^2 (q, k, v, output 4 d^2; a 4x MLP 8 d^2) and each
 weight costs 2 FLOPs forward and 4 backward; attention's two products QK^T and AV cost
 2 d l each per token forward, 12 d l with the backward. Table 3 of the paper shows 6N1 and 6N2
-off by up to 50 % on small models, where attention is a large share of the work.
+off by up to 57 % on small models, where attention is a large share of the work.
 """
 
 from __future__ import annotations

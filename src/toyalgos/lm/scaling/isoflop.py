@@ -249,7 +249,7 @@ def fit_power_law(
     With n points the intervals use n - 2 degrees of freedom, so three points are the fewest
     that give one (a wide one: t = 12.7 at 95 %).
     """
-    from scipy.stats import t as student_t  # scikit-learn's dependency
+    from scipy.special import stdtrit  # Student-t quantiles; scipy is scikit-learn's dependency
 
     lx, ly = np.log(_positive(x, "x")), np.log(_positive(y, "y"))
     check_number(confidence, "confidence", 0, 1, low_open=True, high_open=True)
@@ -263,7 +263,7 @@ def fit_power_law(
     s2 = resid @ resid / (n - 2)
     sxx = ((lx - lx.mean()) ** 2).sum()
     se_a, se_ln_k = math.sqrt(s2 / sxx), math.sqrt(s2 * (1 / n + lx.mean() ** 2 / sxx))
-    q = float(student_t.ppf(0.5 + confidence / 2, n - 2))
+    q = float(stdtrit(n - 2, 0.5 + confidence / 2))
     return PowerLaw(
         float(math.exp(ln_k)),
         float(a),
