@@ -420,7 +420,9 @@ def loss_cost_at_least(
 def rl_start_accuracy(accuracy: float, *, bound: float = 0.05) -> Claim:
     """Greedy accuracy on the held-out problems before RL: at most ``bound`` (the policy starts near 0).
 
-    A policy that already solves the task (the same network after RL) fails.
+    The accuracy is the rule's, which needs the answer inside the answer tags: a base model that
+    adds well but writes its answers bare starts at 0. A policy that already solves the task
+    (the same network after RL) fails.
     """
     return at_most("held-out greedy accuracy before RL", accuracy, bound)
 
