@@ -360,7 +360,7 @@ def _max_vio(load: torch.Tensor) -> float:
 
 
 def maxvio_reduced(
-    load: torch.Tensor, baseline_load: torch.Tensor, *, bound: float = 0.5, label: str = "balanced vs none"
+    load: torch.Tensor, baseline_load: torch.Tensor, *, bound: float = 0.1, label: str = "balanced vs none"
 ) -> Claim:
     """MaxVio of a model's expert load over a baseline's: at most ``bound``.
 

@@ -14,23 +14,26 @@ SwiGLU MLP, ``w2(silu(w1 x) * w3 x)``, as in ``deepseek-ai/DeepSeek-V3`` ``infer
 Balancing. A router left alone sends most tokens to a few experts. Two remedies, which V3 uses
 together (``alpha`` = 1e-4, ``gamma`` = 1e-3) and which this layer takes as two numbers (0 = off):
 
-- **Loss-free bias** (Eq. 16; Wang et al. 2024, arXiv 2408.15664, Alg. 1): a per-expert bias
-  b_i is added to the scores *for the top-K selection only*; the gate values g_i still come
-  from the unbiased s_i. After each training step, from that batch's load c_i (tokens routed to
-  expert i), b_i <- b_i + gamma * sign(mean(c) - c_i): an overloaded expert becomes less
-  attractive, an underloaded one more. The bias takes no gradient.
+- **Loss-free bias** (Eq. 16 and the update rule after it; Wang et al. 2024, arXiv 2408.15664,
+  Alg. 1): a per-expert bias b_i is added to the scores *for the top-K selection only*; the
+  gate values g_i still come from the unbiased s_i. After each training step, from that
+  batch's load c_i (tokens routed to expert i), b_i <- b_i + gamma * sign(mean(c) - c_i): an
+  overloaded expert becomes less attractive, an underloaded one more. It takes no gradient.
 - **Sequence-wise auxiliary loss** (Eqs. 17-20): L_Bal = alpha sum_i f_i P_i per sequence of T
   tokens, with f_i = N_r / (K T) * #(tokens of the sequence that select i) and P_i the mean over
   the sequence of the normalised affinities s_i / sum_j s_j. Only P_i carries a gradient.
 
-When the bias is updated. ``core.train`` has no hook after the optimiser step, and the update
-needs nothing from that step: it reads only the routing of the batch, which the forward pass has
-already made, and the bias does not enter the gradient. So the layer updates its bias at the end
-of each forward pass in training mode, from that forward's load, as Wang et al.'s reference
-does; the next batch is routed with the new bias either way. One training step must therefore
-make one forward pass (``core.train`` does); evaluation (``evaluating``, eval mode) never moves
-the bias. The auxiliary term reaches the training loss through ``moe_ar_loss``, which adds every
-layer's ``last_balance`` to the next-token loss and returns both as ``Loss`` terms.
+When the bias is updated. Wang et al.'s Alg. 1 trains on a batch, then counts that batch's load
+and updates b; V3 updates it at the end of each step. ``core.train`` has no hook after the
+optimiser step, and the update needs nothing from that step: it reads only the batch's routing,
+which the forward pass has already made, and b does not enter the gradient (it only chose the
+experts). So the layer updates b at the end of each forward pass in training mode, from that
+forward's load; the sequence of biases and weights is the same as Alg. 1's, since the next
+batch is the first to be routed with the new b either way. One training step must therefore
+make one forward pass (``core.train`` does; gradient accumulation over micro-batches would
+update once per micro-batch); evaluation (``evaluating``, eval mode) never moves the bias.
+The auxiliary term reaches the training loss through ``moe_ar_loss``, which adds every layer's
+``last_balance`` to the next-token loss and returns both as ``Loss`` terms.
 
 Group-limited routing (V3's node-limited routing, M = 4 of 8 groups): the experts form
 ``n_groups`` equal groups; each token first keeps the ``topk_groups`` groups with the largest
@@ -135,7 +138,9 @@ def expert_counts(indices: torch.Tensor, n_experts: int) -> torch.Tensor:
 
 
 def bias_update(bias: torch.Tensor, load: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Eq. 16 / Wang et al. Alg. 1: b_i + gamma * sign(mean(c) - c_i), the new bias ``(E,)``.
+    """V3's bias update (§2.1.2, after Eq. 16) / Wang et al. Alg. 1: b_i + gamma * sign(mean(c) - c_i).
+
+    ``bias`` ``(E,)``, ``load`` ``(E,)`` the batch's load c_i; returns the new bias ``(E,)``.
 
     An overloaded expert (c_i above the mean) moves down by gamma, an underloaded one up; an
     expert exactly at the mean keeps its bias.
@@ -232,7 +237,7 @@ class MoE(nn.Module):
 
     After a forward pass, ``last_load`` ``(E,)`` holds its load c_i and ``last_balance`` its
     balance loss (0 when ``alpha`` is 0), which ``moe_ar_loss`` adds to the training loss. In
-    training mode with ``gamma > 0`` the pass ends with the bias update of Eq. 16.
+    training mode with ``gamma > 0`` the pass ends with the bias update (``bias_update``).
     """
 
     def __init__(
