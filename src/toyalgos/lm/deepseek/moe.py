@@ -230,7 +230,8 @@ class MoE(nn.Module):
         n_shared: shared experts N_s (V3: 1; 0 for none).
         affinity: ``'sigmoid'`` (V3) or ``'softmax'`` (V2); gates are normalised over the
             selected experts either way.
-        n_groups, topk_groups: group-limited routing (V3: 8 and 4); 1 and 1 for none.
+        n_groups: expert groups for group-limited routing (V3: 8); 1 for none.
+        topk_groups: groups each token may use (V3: 4); 1 for none.
         route_scale: factor on the gates (V3: 2.5).
         alpha: weight of the sequence-wise balance loss (Eq. 17); 0 for none (V3: 1e-4).
         gamma: bias update speed (Eq. 16); 0 for none (V3: 1e-3).

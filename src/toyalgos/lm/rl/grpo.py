@@ -163,8 +163,9 @@ def grpo_loss(
         x: ``(B, P + T)`` prompts followed by their sampled completions.
         mask: ``(B, T)`` 1 on completion tokens (``completion_mask``), 0 on those after ``<eos>``.
         advantages: ``(B,)`` one advantage per completion, shared by all its tokens.
-        old_logp, ref_logp: ``(B, T)`` log-probabilities of the completion tokens under the
-            policy that sampled them and under the frozen reference policy.
+        old_logp: ``(B, T)`` log-probabilities of the completion tokens under the policy that
+            sampled them.
+        ref_logp: ``(B, T)`` the same under the frozen reference policy.
 
     Returns:
         ``Loss(total, terms)`` with terms ``kl`` (the mean k3 over completion tokens) and
