@@ -26,6 +26,11 @@ def _mean(x: torch.Tensor | float) -> float:
     return torch.as_tensor(x, dtype=torch.float64).mean().item()
 
 
+def _relative_excess(loss: torch.Tensor | float, baseline_loss: torch.Tensor | float) -> float:
+    """mean(loss) / mean(baseline_loss) - 1: how much worse (positive) or better (negative)."""
+    return _mean(loss) / _mean(baseline_loss) - 1.0
+
+
 def bound_close_to_ar_nll(
     mdm_bound: torch.Tensor | float, ar_nll: torch.Tensor | float, *, bound: float = 1.15
 ) -> Claim:
@@ -394,7 +399,7 @@ def loss_close_to_baseline(
 
     Lower is fine (a negative excess); an untrained or badly hurt model is far above.
     """
-    excess = _mean(loss) / _mean(baseline_loss) - 1.0
+    excess = _relative_excess(loss, baseline_loss)
     return at_most(f"validation loss excess over the baseline, {label}", excess, bound)
 
 
@@ -410,7 +415,7 @@ def loss_cost_at_least(
     For a setting that should cost quality (a strong balance loss); two equally good models
     score about 0.
     """
-    excess = _mean(loss) / _mean(baseline_loss) - 1.0
+    excess = _relative_excess(loss, baseline_loss)
     return at_least(f"validation loss cost over the baseline, {label}", excess, bound)
 
 
