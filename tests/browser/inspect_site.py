@@ -80,6 +80,14 @@ def new_page(offline):
     return page
 
 
+def _record_failure(report: PageReport, request) -> None:
+    """A load that failed, except one cancelled by leaving the page (net::ERR_ABORTED: a font or an
+    icon still in flight when the next page opens), which says nothing about the page's assets;
+    a missing asset answers 404 and a blocked request fails with another error."""
+    if "ERR_ABORTED" not in (request.failure or ""):
+        report.failed_loads.append(request.url[:120])
+
+
 def visit(offline, base: str, paths: list[str]) -> dict[str, PageReport]:
     reports: dict[str, PageReport] = {}
     page = new_page(offline)
@@ -88,7 +96,7 @@ def visit(offline, base: str, paths: list[str]) -> dict[str, PageReport]:
     page.on(
         "console", lambda msg: current[-1].console_errors.append(msg.text) if msg.type == "error" else None
     )
-    page.on("requestfailed", lambda request: current[-1].failed_loads.append(request.url[:120]))
+    page.on("requestfailed", lambda request: _record_failure(current[-1], request))
     page.on(
         "response",
         lambda response: (
